@@ -1,0 +1,166 @@
+"""The configuration schema: frozen msgspec Structs that reject unknown keys.
+
+Durations accept `500ms`, `30s`, `10m`, `1h` or a number of seconds; sizes accept `32MiB`,
+`512KiB`, `1GB` or a number of bytes. Imports msgspec only; `llmux.config.loader` fills these.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+__all__ = [
+    "AuthConfig",
+    "ByteSize",
+    "Config",
+    "DeploymentConfig",
+    "Duration",
+    "LoggingConfig",
+    "MetricsConfig",
+    "MockOptions",
+    "ModelEntry",
+    "ProviderConfig",
+    "ProviderType",
+    "RoutingConfig",
+    "ServerConfig",
+    "TimeoutsConfig",
+    "UpstreamPoolConfig",
+]
+
+
+class Duration(float):
+    """Seconds, written in config as `30s`, `500ms`, `2m`, `1h` or a plain number."""
+
+
+class ByteSize(int):
+    """Bytes, written in config as `32MiB`, `512KiB`, `10MB` or a plain number."""
+
+
+ProviderType = Literal["openai", "openai-compatible", "azure", "anthropic", "gemini", "mock"]
+"""Every provider type llmux knows; each maps to one codec in `llmux.providers`."""
+
+RoutingStrategy = Literal[
+    "simple-shuffle", "round-robin", "lowest-latency", "least-busy", "lowest-tpm-rpm", "lowest-cost"
+]
+"""The six routing strategies."""
+
+
+class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Base of every config section: immutable, and a typo is an error."""
+
+
+class ServerConfig(_Section, frozen=True):
+    """Listening sockets and the limits applied to client connections."""
+
+    host: str = "0.0.0.0"
+    port: int = 8080
+    admin_port: int = 8081
+    read_timeout: Duration = Duration(30.0)
+    write_timeout: Duration = Duration(600.0)
+    max_body_size: ByteSize = ByteSize(32 * 1024 * 1024)
+    shutdown_grace: Duration = Duration(30.0)
+    keepalive_timeout: Duration = Duration(75.0)
+
+
+class DeploymentConfig(_Section, frozen=True):
+    """Where state lives; see ARCHITECTURE.md "Deployment modes"."""
+
+    mode: Literal["standalone", "distributed", "development"] = "standalone"
+
+
+class TimeoutsConfig(_Section, frozen=True):
+    """Upstream timeouts. Streams have no total limit, only `idle` between frames."""
+
+    connect: Duration = Duration(10.0)
+    first_byte: Duration = Duration(600.0)
+    idle: Duration = Duration(300.0)
+    total: Duration = Duration(600.0)
+
+
+class MockOptions(_Section, frozen=True):
+    """Behaviour of the built-in `mock` provider."""
+
+    latency: Duration = Duration(0.0)
+    chunks: int = 8
+    chunk_delay: Duration = Duration(0.0)
+    embedding_dimensions: int = 8
+
+
+class ModelEntry(_Section, frozen=True):
+    """One model a provider serves; the plain-string form is `ModelEntry(name=...)`."""
+
+    name: str
+    upstream_model: str | None = None
+    weight: float | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+    max_concurrent: int | None = None
+    input_cost_per_million: float | None = None
+    output_cost_per_million: float | None = None
+    tags: tuple[str, ...] = ()
+    order: int | None = None
+
+
+class ProviderConfig(_Section, frozen=True):
+    """One upstream account: its type, credentials, base URL and models."""
+
+    name: str
+    type: ProviderType
+    api_key: str | None = None
+    base_url: str | None = None
+    models: tuple[str | ModelEntry, ...] = ()
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    timeouts: TimeoutsConfig = TimeoutsConfig()
+    mock: MockOptions = MockOptions()
+
+
+class RoutingConfig(_Section, frozen=True):
+    """How a model group picks a deployment, and what happens when one fails."""
+
+    strategy: RoutingStrategy = "simple-shuffle"
+    fallback_enabled: bool = True
+    retry_count: int = 2
+    distributed: bool = False
+
+
+class MetricsConfig(_Section, frozen=True):
+    """Prometheus exposition on the admin port."""
+
+    enabled: bool = True
+    path: str = "/metrics"
+
+
+class AuthConfig(_Section, frozen=True):
+    """Client authentication for /v1; multi-tenant keys arrive with governance."""
+
+    master_key: str | None = None
+
+
+class LoggingConfig(_Section, frozen=True):
+    """structlog output."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "console"] = "json"
+    access_log: bool = True
+
+
+class UpstreamPoolConfig(_Section, frozen=True):
+    """The one pooled HTTP client every upstream call goes through."""
+
+    max_connections: int = 1000
+    max_connections_per_host: int = 0
+    keepalive_timeout: Duration = Duration(30.0)
+
+
+class Config(_Section, frozen=True):
+    """The whole llmux configuration."""
+
+    server: ServerConfig = ServerConfig()
+    deployment: DeploymentConfig = DeploymentConfig()
+    providers: tuple[ProviderConfig, ...] = ()
+    routing: RoutingConfig = RoutingConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    auth: AuthConfig = AuthConfig()
+    logging: LoggingConfig = LoggingConfig()
+    upstream: UpstreamPoolConfig = UpstreamPoolConfig()

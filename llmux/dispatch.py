@@ -1,0 +1,247 @@
+"""One call end to end: route -> encode -> send -> decode or relay -> usage; retries first.
+
+The only module where codecs and transports meet. Retries happen only before the client has
+received a byte: for streams, an attempt counts as started once the decoder produced its first
+frame; after that an upstream failure becomes a final SSE error frame, never a truncation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from dataclasses import dataclass, field
+
+from llmux.errors import LlmuxError, NoDeploymentAvailable, UpstreamError
+from llmux.metrics import Metrics
+from llmux.providers.base import Call, Provider, StreamDecoder, Target
+from llmux.routing import Deployment, RoutingTable, attempt_order
+from llmux.types import Usage
+from llmux.upstream.base import Timeouts, Transport, UpstreamResponse
+
+__all__ = ["Binding", "CallRecord", "Dispatcher", "OpenStream"]
+
+_BACKOFF_BASE = 0.05
+_BACKOFF_CAP = 2.0
+_RETRY_AFTER_CAP = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """How to call one deployment: its codec, transport, target and timeouts."""
+
+    deployment: Deployment
+    provider: Provider
+    transport: Transport
+    target: Target
+    timeouts: Timeouts
+
+
+@dataclass(slots=True)
+class CallRecord:
+    """What happened to one client call, for the access log and metrics."""
+
+    started: float = field(default_factory=time.perf_counter)
+    model: str | None = None
+    client_closed: bool = False
+    deployment: str | None = None
+    attempts: int = 0
+    upstream_seconds: float | None = None
+    first_frame_seconds: float | None = None
+    usage: Usage | None = None
+
+
+class Dispatcher:
+    """Runs calls against the routing table with retries; one per loaded config."""
+
+    def __init__(
+        self,
+        table: RoutingTable,
+        bindings: Mapping[str, Binding],
+        retry_count: int,
+        metrics: Metrics,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._table = table
+        self._bindings = bindings
+        self._attempts = 1 + max(retry_count, 0)
+        self._metrics = metrics
+        self._rng = rng or random.Random()
+
+    async def complete(self, call: Call, record: CallRecord) -> bytes:
+        """A non-streaming call: the client's response body."""
+        last: UpstreamError | None = None
+        for binding in self._plan(call):
+            await self._before_attempt(call, record, last)
+            started = time.perf_counter()
+            try:
+                body, usage = await self._complete_once(call, binding)
+            except UpstreamError as error:
+                self._observe_attempt(binding, started, "error")
+                if not error.retryable:
+                    raise
+                last = error
+                continue
+            self._observe_attempt(binding, started, "success")
+            record.deployment = binding.deployment.id
+            record.upstream_seconds = time.perf_counter() - started
+            self._finish(call, record, usage)
+            return body
+        raise _exhausted(last)
+
+    async def open_stream(self, call: Call, record: CallRecord) -> OpenStream:
+        """A streaming call, opened up to its first client frame (retries end there)."""
+        last: UpstreamError | None = None
+        for binding in self._plan(call):
+            await self._before_attempt(call, record, last)
+            started = time.perf_counter()
+            try:
+                stream = await self._open_once(call, binding, record)
+            except UpstreamError as error:
+                self._observe_attempt(binding, started, "error")
+                if not error.retryable:
+                    raise
+                last = error
+                continue
+            self._observe_attempt(binding, started, "success")
+            record.first_frame_seconds = time.perf_counter() - record.started
+            self._metrics.time_to_first_token.labels(self._metrics.group_label(call.model)).observe(
+                record.first_frame_seconds
+            )
+            return stream
+        raise _exhausted(last)
+
+    def finish_stream(self, call: Call, record: CallRecord, stream: OpenStream) -> None:
+        """Account a stream once it ended, however it ended."""
+        record.upstream_seconds = time.perf_counter() - record.started
+        self._finish(call, record, stream.decoder.usage)
+
+    def _plan(self, call: Call) -> list[Binding]:
+        deployments = self._table.lookup(call.model)
+        return [self._bindings[d.id] for d in attempt_order(deployments, self._attempts, self._rng)]
+
+    async def _before_attempt(
+        self, call: Call, record: CallRecord, last: UpstreamError | None
+    ) -> None:
+        if record.attempts:
+            self._metrics.retries.labels(self._metrics.group_label(call.model)).inc()
+            await asyncio.sleep(self._backoff(record.attempts, last))
+        record.attempts += 1
+
+    def _backoff(self, retry: int, last: UpstreamError | None) -> float:
+        if last is not None and last.retry_after is not None:
+            return min(float(last.retry_after), _RETRY_AFTER_CAP)
+        ceiling: float = min(_BACKOFF_BASE * 2.0 ** (retry - 1), _BACKOFF_CAP)
+        return ceiling * (0.5 + self._rng.random() / 2)
+
+    async def _complete_once(self, call: Call, binding: Binding) -> tuple[bytes, Usage | None]:
+        prepared = binding.provider.encode_request(call, binding.target)
+        response = await binding.transport.send(prepared, binding.timeouts)
+        try:
+            body = await response.read()
+        finally:
+            response.release()
+        if response.status >= 400:
+            raise binding.provider.decode_error(response.status, body, response.headers)
+        return binding.provider.decode_response(call, body)
+
+    async def _open_once(self, call: Call, binding: Binding, record: CallRecord) -> OpenStream:
+        prepared = binding.provider.encode_request(call, binding.target)
+        response = await binding.transport.send(prepared, binding.timeouts)
+        if response.status >= 400:
+            try:
+                body = await response.read()
+            finally:
+                response.release()
+            raise binding.provider.decode_error(response.status, body, response.headers)
+        decoder = binding.provider.stream_decoder(call)
+        chunks = response.iter_chunks()
+        try:
+            first = await _first_frames(chunks, decoder)
+        except BaseException:
+            await _close_quietly(chunks, response)
+            raise
+        record.deployment = binding.deployment.id
+        return OpenStream(response, decoder, chunks, first)
+
+    def _observe_attempt(self, binding: Binding, started: float, outcome: str) -> None:
+        label = self._metrics.deployment_label(binding.deployment.id)
+        self._metrics.upstream_duration.labels(label, outcome).observe(
+            time.perf_counter() - started
+        )
+
+    def _finish(self, call: Call, record: CallRecord, usage: Usage | None) -> None:
+        record.usage = usage
+        if usage is not None:
+            self._metrics.observe_tokens(
+                call.model,
+                (
+                    ("input", usage.input_tokens),
+                    ("output", usage.output_tokens),
+                    ("cached", usage.cached_tokens),
+                    ("reasoning", usage.reasoning_tokens),
+                ),
+            )
+
+
+async def _first_frames(chunks: AsyncIterator[bytes], decoder: StreamDecoder) -> list[bytes]:
+    async for chunk in chunks:
+        frames = decoder.feed(chunk)
+        if frames:
+            return frames
+    return decoder.finish()
+
+
+async def _close_quietly(chunks: AsyncIterator[bytes], response: UpstreamResponse) -> None:
+    aclose = getattr(chunks, "aclose", None)
+    try:
+        if aclose is not None:
+            await aclose()
+    finally:
+        response.release()
+
+
+def _exhausted(last: UpstreamError | None) -> LlmuxError:
+    if last is not None:
+        return last
+    return NoDeploymentAvailable("No deployment could take the request.")
+
+
+class OpenStream:
+    """A stream whose first frames are ready; iterate `frames()` to relay the rest."""
+
+    __slots__ = ("_chunks", "_first", "_response", "decoder", "error")
+
+    def __init__(
+        self,
+        response: UpstreamResponse,
+        decoder: StreamDecoder,
+        chunks: AsyncIterator[bytes],
+        first: list[bytes],
+    ) -> None:
+        self._response = response
+        self._chunks = chunks
+        self._first = first
+        self.decoder = decoder
+        self.error: LlmuxError | None = None
+
+    async def frames(self) -> AsyncGenerator[bytes, None]:
+        """Client-ready bytes, one batch per upstream read; ends with [DONE] or an error frame."""
+        yield b"".join(self._first)
+        try:
+            async for chunk in self._chunks:
+                frames = self.decoder.feed(chunk)
+                if frames:
+                    yield b"".join(frames) if len(frames) > 1 else frames[0]
+            closing = self.decoder.finish()
+        except LlmuxError as error:
+            self.error = error
+            yield self.decoder.error_frame(error)
+            return
+        if closing:
+            yield b"".join(closing)
+
+    async def close(self) -> None:
+        """Release the upstream connection; safe on every exit path, including disconnects."""
+        await _close_quietly(self._chunks, self._response)

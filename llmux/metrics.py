@@ -1,0 +1,138 @@
+"""Every Prometheus metric llmux exports; metric names and labels exist only here.
+
+Labels are bounded: routes are a fixed set, model groups and deployments come from config
+(anything else is `other`), status is a class (`2xx`). With `--workers N` the process supervisor
+sets PROMETHEUS_MULTIPROC_DIR, samples go to shared files, and any worker's `/metrics` exposes
+the sum over all workers. The only module that imports prometheus_client.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+    multiprocess,
+)
+
+__all__ = ["CONTENT_TYPE", "Metrics", "mark_worker_dead", "status_class"]
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+_TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
+_STATUS_CLASSES = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
+OTHER = "other"
+
+
+def status_class(status: int) -> str:
+    """`2xx`, `4xx`, ...: the only form a status takes in a label."""
+    return _STATUS_CLASSES.get(status // 100, OTHER)
+
+
+def _multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def mark_worker_dead(pid: int) -> None:
+    """Drop a dead worker's live gauges from the shared files (multi-worker mode only)."""
+    if _multiprocess_dir():
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
+class Metrics:
+    """Owns a private registry and every collector; one instance per process."""
+
+    def __init__(self) -> None:
+        # `_created` series double the exposition and no dashboard reads them.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._groups: frozenset[str] = frozenset()
+        self._deployments: frozenset[str] = frozenset()
+        r = self.registry
+        self.requests = Counter(
+            "llmux_requests",
+            "Client requests by route, model group and status class.",
+            ["route", "model_group", "status_class"],
+            registry=r,
+        )
+        self.request_duration = Histogram(
+            "llmux_request_duration_seconds",
+            "Client request latency, first byte in to last byte out.",
+            ["route", "model_group"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.upstream_duration = Histogram(
+            "llmux_upstream_duration_seconds",
+            "Upstream attempt latency (to the full body, or to stream headers) by outcome.",
+            ["deployment", "outcome"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.time_to_first_token = Histogram(
+            "llmux_time_to_first_token_seconds",
+            "Streaming: request start to the first frame sent to the client.",
+            ["model_group"],
+            buckets=_TTFT_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Counter(
+            "llmux_tokens",
+            "Tokens reported by upstreams, by model group and type.",
+            ["model_group", "type"],
+            registry=r,
+        )
+        self.retries = Counter(
+            "llmux_upstream_retries",
+            "Upstream attempts after the first, by model group.",
+            ["model_group"],
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "llmux_in_flight_requests",
+            "Client requests being served now.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+
+    def know(self, model_groups: Iterable[str], deployments: Iterable[str]) -> None:
+        """Set the label values allowed for model groups and deployments (from config)."""
+        self._groups = frozenset(model_groups)
+        self._deployments = frozenset(deployments)
+
+    def group_label(self, model: str | None) -> str:
+        """The model group as a label value, or `other` for names not in config."""
+        return model if model in self._groups else OTHER
+
+    def deployment_label(self, deployment: str) -> str:
+        """The deployment id as a label value, or `other` for unknown ids."""
+        return deployment if deployment in self._deployments else OTHER
+
+    def observe_request(self, route: str, model: str | None, status: int, seconds: float) -> None:
+        """Count one finished client request."""
+        group = self.group_label(model)
+        self.requests.labels(route, group, status_class(status)).inc()
+        self.request_duration.labels(route, group).observe(seconds)
+
+    def observe_tokens(self, model: str, counts: Iterable[tuple[str, int]]) -> None:
+        """Add token counts (`input`, `output`, `cached`, `reasoning`) for one call."""
+        group = self.group_label(model)
+        for kind, value in counts:
+            if value:
+                self.tokens.labels(group, kind).inc(value)
+
+    def exposition(self) -> bytes:
+        """The text exposition: this process, or the sum of every worker in multi-worker mode."""
+        directory = _multiprocess_dir()
+        if directory is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)

@@ -1,0 +1,19 @@
+"""Provider codecs, one per upstream dialect, looked up by config `type` in `REGISTRY`."""
+
+from llmux.providers.base import Call, Provider, StreamDecoder, Target
+from llmux.providers.openai import OpenAIProvider
+
+__all__ = ["DEFAULT_BASE_URLS", "REGISTRY", "Call", "Provider", "StreamDecoder", "Target"]
+
+REGISTRY: dict[str, Provider] = {
+    "openai": OpenAIProvider(),
+    "openai-compatible": OpenAIProvider(),
+    "mock": OpenAIProvider(),
+}
+"""Config `type` -> codec. `mock` speaks the OpenAI dialect to an in-process transport."""
+
+DEFAULT_BASE_URLS: dict[str, str] = {
+    "openai": "https://api.openai.com/v1",
+    "mock": "mock://llmux/v1",
+}
+"""Base URLs used when a provider's config leaves `base_url` out."""

@@ -1,0 +1,84 @@
+"""The Provider and StreamDecoder protocols every codec implements, and the per-call inputs.
+
+Codecs are pure: bytes and Structs in, a `PreparedRequest` or client-ready bytes out. They do no
+network I/O, read no clock and never import aiohttp.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+import msgspec
+
+from llmux.errors import LlmuxError, UpstreamError
+from llmux.types import Endpoint, PreparedRequest, RawBody, Usage
+
+__all__ = ["Call", "Provider", "StreamDecoder", "Target"]
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One client request, decoded one level deep, as every attempt of it sees it."""
+
+    endpoint: Endpoint
+    model: str
+    body: RawBody
+    stream: bool
+    include_usage: bool
+    request_id: str
+
+    @property
+    def model_raw(self) -> msgspec.Raw:
+        """The client's model name as JSON, ready to splice into responses."""
+        return msgspec.Raw(msgspec.json.encode(self.model))
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where and as what one deployment is called: static, built once from config."""
+
+    provider: str
+    base_url: str
+    api_key: str | None
+    upstream_model: str
+    headers: Mapping[str, str]
+
+
+class StreamDecoder(Protocol):
+    """Per-request, stateful translation of an upstream stream into client SSE frames."""
+
+    usage: Usage | None
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """Consume upstream bytes; return the frames to send to the client now."""
+        ...
+
+    def finish(self) -> list[bytes]:
+        """The upstream ended cleanly; return the closing frames or raise `UpstreamError`."""
+        ...
+
+    def error_frame(self, error: LlmuxError) -> bytes:
+        """The final frame that reports `error` after the stream has started."""
+        ...
+
+
+class Provider(Protocol):
+    """One upstream dialect: builds requests and turns answers into OpenAI-shaped bytes."""
+
+    def encode_request(self, call: Call, target: Target) -> PreparedRequest:
+        """Build the upstream request for `call` sent to `target`."""
+        ...
+
+    def decode_response(self, call: Call, body: bytes) -> tuple[bytes, Usage | None]:
+        """Turn a successful non-streaming upstream body into the client's body and usage."""
+        ...
+
+    def stream_decoder(self, call: Call) -> StreamDecoder:
+        """A fresh decoder for one streaming response."""
+        ...
+
+    def decode_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamError:
+        """Map an upstream error answer to the error tree, keeping its status and message."""
+        ...

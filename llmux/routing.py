@@ -1,0 +1,107 @@
+"""Routing: model groups, the deployments that serve them, and the order to try them in.
+
+Pure data plus pure functions over config; no I/O. A model group is the name clients send; each
+`providers[].models` entry adds one deployment to its group. `provider/model` addresses one
+provider's deployment directly.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from llmux.config import Config, ModelEntry, ProviderConfig, is_enabled
+from llmux.errors import ModelNotFound
+
+__all__ = ["Deployment", "RoutingTable", "attempt_order", "build_table"]
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """One provider serving one model group under an upstream model name."""
+
+    id: str
+    group: str
+    provider: str
+    upstream_model: str
+    weight: float | None
+    entry: ModelEntry
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingTable:
+    """Every model group and its deployments, built once per config."""
+
+    groups: dict[str, tuple[Deployment, ...]]
+    by_id: dict[str, Deployment]
+
+    def lookup(self, model: str) -> tuple[Deployment, ...]:
+        """The deployments that may serve `model` (a group name or `provider/model`)."""
+        found = self.groups.get(model)
+        if found is None:
+            single = self.by_id.get(model)
+            if single is None:
+                raise ModelNotFound(
+                    f"The model `{model}` does not exist or you do not have access to it.",
+                    param="model",
+                )
+            found = (single,)
+        return found
+
+    def group_names(self) -> list[str]:
+        """Model group names in config order."""
+        return list(self.groups)
+
+
+def build_table(config: Config, supported_types: Iterable[str]) -> RoutingTable:
+    """Collect the deployments of every enabled provider whose type has a codec."""
+    supported = frozenset(supported_types)
+    groups: dict[str, list[Deployment]] = {}
+    by_id: dict[str, Deployment] = {}
+    for provider in config.providers:
+        if not is_enabled(provider) or provider.type not in supported:
+            continue
+        for deployment in _deployments(provider):
+            groups.setdefault(deployment.group, []).append(deployment)
+            by_id.setdefault(deployment.id, deployment)
+    return RoutingTable({name: tuple(deps) for name, deps in groups.items()}, by_id)
+
+
+def _deployments(provider: ProviderConfig) -> Iterable[Deployment]:
+    for item in provider.models:
+        entry = ModelEntry(name=item) if isinstance(item, str) else item
+        yield Deployment(
+            id=f"{provider.name}/{entry.name}",
+            group=entry.name,
+            provider=provider.name,
+            upstream_model=entry.upstream_model or entry.name,
+            weight=entry.weight,
+            entry=entry,
+        )
+
+
+def attempt_order(
+    deployments: Sequence[Deployment], attempts: int, rng: random.Random
+) -> list[Deployment]:
+    """Weighted shuffle without replacement, repeated to fill `attempts` tries.
+
+    A deployment without `weight` counts as weight 1, never 0, so it is not silently starved.
+    """
+    if len(deployments) == 1:
+        return [deployments[0]] * attempts
+    order: list[Deployment] = []
+    while len(order) < attempts:
+        order.extend(_weighted_shuffle(deployments, rng))
+    return order[:attempts]
+
+
+def _weighted_shuffle(deployments: Sequence[Deployment], rng: random.Random) -> list[Deployment]:
+    # Efraimidis-Spirakis: sort by u^(1/w); equivalent to repeated weighted draws.
+    keyed = []
+    for deployment in deployments:
+        weight = deployment.weight if deployment.weight is not None else 1.0
+        key = rng.random() ** (1.0 / weight) if weight > 0 else -1.0
+        keyed.append((key, deployment))
+    keyed.sort(key=lambda pair: pair[0], reverse=True)
+    return [deployment for _, deployment in keyed]

@@ -1,0 +1,101 @@
+"""Everything built from one loaded config: routing table, bindings and dispatcher.
+
+A reload builds a new `Runtime` and swaps the one reference in `RuntimeHolder`; nothing is
+mutated in place, so in-flight requests finish on the runtime they started with.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from llmux.config import LoadedConfig, ProviderConfig, is_enabled
+from llmux.dispatch import Binding, Dispatcher
+from llmux.log import get_logger
+from llmux.metrics import Metrics
+from llmux.providers import DEFAULT_BASE_URLS, REGISTRY, Target
+from llmux.routing import RoutingTable, build_table
+from llmux.upstream import HttpTransport, MockTransport, Timeouts, Transport
+
+__all__ = ["Runtime", "RuntimeHolder", "build_runtime"]
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """The immutable serving state derived from one config."""
+
+    loaded: LoadedConfig
+    table: RoutingTable
+    dispatcher: Dispatcher
+    created: int
+
+
+class RuntimeHolder:
+    """The one mutable reference: the runtime new requests use."""
+
+    __slots__ = ("current",)
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.current = runtime
+
+
+def build_runtime(loaded: LoadedConfig, http: HttpTransport, metrics: Metrics) -> Runtime:
+    """Resolve providers to codecs and transports, and build the routing table."""
+    config = loaded.config
+    for message in loaded.warnings:
+        get_logger().warning("config_warning", message=message)
+    for provider in config.providers:
+        if is_enabled(provider) and provider.type not in REGISTRY:
+            get_logger().warning(
+                "provider_type_unavailable",
+                provider=provider.name,
+                type=provider.type,
+                message=f"provider type {provider.type!r} has no codec yet; provider skipped",
+            )
+    if config.routing.strategy != "simple-shuffle":
+        get_logger().warning(
+            "routing_strategy_unavailable",
+            strategy=config.routing.strategy,
+            message="only simple-shuffle is implemented so far; using it",
+        )
+    table = build_table(config, REGISTRY)
+    providers = {p.name: p for p in config.providers}
+    bindings: dict[str, Binding] = {}
+    transports: dict[str, Transport] = {}
+    for deployment in table.by_id.values():
+        provider = providers[deployment.provider]
+        transport = transports.get(provider.name)
+        if transport is None:
+            transport = transports[provider.name] = _transport(provider, http)
+        bindings[deployment.id] = Binding(
+            deployment=deployment,
+            provider=REGISTRY[provider.type],
+            transport=transport,
+            target=Target(
+                provider=provider.name,
+                base_url=_base_url(provider),
+                api_key=provider.api_key,
+                upstream_model=deployment.upstream_model,
+                headers=provider.headers,
+            ),
+            timeouts=Timeouts(
+                connect=provider.timeouts.connect,
+                first_byte=provider.timeouts.first_byte,
+                idle=provider.timeouts.idle,
+                total=provider.timeouts.total,
+            ),
+        )
+    metrics.know(table.groups, table.by_id)
+    dispatcher = Dispatcher(table, bindings, config.routing.retry_count, metrics)
+    return Runtime(loaded, table, dispatcher, int(time.time()))
+
+
+def _transport(provider: ProviderConfig, http: HttpTransport) -> Transport:
+    if provider.type == "mock":
+        return MockTransport(provider.mock)
+    return http
+
+
+def _base_url(provider: ProviderConfig) -> str:
+    url = provider.base_url or DEFAULT_BASE_URLS.get(provider.type, "")
+    return url.rstrip("/")

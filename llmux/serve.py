@@ -1,0 +1,240 @@
+"""The process runtime: uvloop, the gateway and admin sites, workers, signals, graceful drain.
+
+`Gateway` runs both apps inside an existing event loop (tests use it directly). `run()` is what
+`llmux serve` calls: one process, or a supervisor that keeps N workers sharing the ports through
+SO_REUSEPORT and restarts any that die. On SIGTERM/SIGINT a process stops accepting, reports
+not-ready, lets in-flight requests and streams finish within `server.shutdown_grace`, then exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import os
+import shutil
+import signal
+import tempfile
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import wait as wait_for_sentinels
+from multiprocessing.process import BaseProcess
+from types import FrameType, TracebackType
+
+import msgspec
+import uvloop
+from aiohttp import web
+
+from llmux.admin import create_admin_app
+from llmux.config import LoadedConfig
+from llmux.lifecycle import Lifecycle
+from llmux.log import configure, get_logger
+from llmux.metrics import Metrics, mark_worker_dead
+from llmux.runtime import RuntimeHolder, build_runtime
+from llmux.server import create_app
+from llmux.upstream import HttpTransport
+
+__all__ = ["Gateway", "Overrides", "apply_overrides", "run"]
+
+_RESTART_WINDOW = 10.0
+_MAX_FAST_RESTARTS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Overrides:
+    """Command-line values that win over the config file."""
+
+    host: str | None = None
+    port: int | None = None
+    admin_port: int | None = None
+
+
+def apply_overrides(loaded: LoadedConfig, overrides: Overrides) -> LoadedConfig:
+    """A copy of `loaded` with the command-line listen addresses applied."""
+    changes = {
+        key: value
+        for key, value in (
+            ("host", overrides.host),
+            ("port", overrides.port),
+            ("admin_port", overrides.admin_port),
+        )
+        if value is not None
+    }
+    if not changes:
+        return loaded
+    server = msgspec.structs.replace(loaded.config.server, **changes)
+    config = msgspec.structs.replace(loaded.config, server=server)
+    return LoadedConfig(config, loaded.path, loaded.checksum, loaded.warnings)
+
+
+class Gateway:
+    """Both apps of one process, started and stopped as a unit inside a running loop."""
+
+    def __init__(self, loaded: LoadedConfig, *, reuse_port: bool = False) -> None:
+        self.loaded = loaded
+        self.lifecycle = Lifecycle()
+        self.metrics = Metrics()
+        self._reuse_port = reuse_port
+        self._http = HttpTransport(loaded.config.upstream)
+        self._runners: list[web.AppRunner] = []
+        self.port = 0
+        self.admin_port = 0
+
+    async def start(self) -> None:
+        """Open the upstream pool, bind both ports and report ready."""
+        await self._http.start()
+        config = self.loaded.config
+        holder = RuntimeHolder(build_runtime(self.loaded, self._http, self.metrics))
+        gateway = create_app(holder, self.metrics, self.lifecycle)
+        self.port = await self._listen(gateway, config.server.port)
+        if config.server.admin_port:
+            admin = create_admin_app(config, self.metrics, self.lifecycle)
+            self.admin_port = await self._listen(admin, config.server.admin_port)
+        self.lifecycle.state = "ready"
+        get_logger().info(
+            "listening", host=config.server.host, port=self.port, admin_port=self.admin_port
+        )
+
+    async def _listen(self, app: web.Application, port: int) -> int:
+        server = self.loaded.config.server
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=server.shutdown_grace,
+            keepalive_timeout=server.keepalive_timeout,
+        )
+        await runner.setup()
+        self._runners.append(runner)
+        site = web.TCPSite(
+            runner, server.host, port, reuse_port=self._reuse_port or None, backlog=2048
+        )
+        await site.start()
+        addresses = runner.addresses
+        return int(addresses[0][1]) if addresses else port
+
+    async def stop(self) -> None:
+        """Stop accepting, drain in-flight requests up to the grace period, close the pool."""
+        self.lifecycle.state = "draining"
+        get_logger().info("draining", grace_seconds=self.loaded.config.server.shutdown_grace)
+        try:
+            for runner in self._runners:
+                await runner.cleanup()
+        finally:
+            self._runners.clear()
+            await self._http.close()
+        get_logger().info("stopped")
+
+    async def __aenter__(self) -> Gateway:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+async def _serve_until_signalled(loaded: LoadedConfig, reuse_port: bool) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    gateway = Gateway(loaded, reuse_port=reuse_port)
+    try:
+        await gateway.start()
+        await stop.wait()
+    finally:
+        await gateway.stop()
+
+
+def serve_process(loaded: LoadedConfig, reuse_port: bool) -> None:
+    """Run one serving process until SIGTERM/SIGINT."""
+    logging = loaded.config.logging
+    configure(logging.level, logging.format)
+    uvloop.run(_serve_until_signalled(loaded, reuse_port))
+
+
+def run(loaded: LoadedConfig, workers: int) -> int:
+    """`llmux serve`: one process, or a supervisor of `workers` processes."""
+    if workers <= 1:
+        serve_process(loaded, reuse_port=False)
+        return 0
+    return _Supervisor(loaded, workers).run()
+
+
+class _Supervisor:
+    """Keeps N workers alive, forwards shutdown signals and waits for them to drain."""
+
+    def __init__(self, loaded: LoadedConfig, workers: int) -> None:
+        self._loaded = loaded
+        self._count = workers
+        self._context = multiprocessing.get_context("spawn")
+        self._workers: list[BaseProcess] = []
+        self._stopping = False
+        self._restarts: list[float] = []
+
+    def run(self) -> int:
+        logging = self._loaded.config.logging
+        configure(logging.level, logging.format)
+        directory = tempfile.mkdtemp(prefix="llmux-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        try:
+            self._workers = [self._spawn() for _ in range(self._count)]
+            get_logger().info("workers_started", workers=self._count)
+            return self._watch()
+        finally:
+            self._terminate_all()
+            shutil.rmtree(directory, ignore_errors=True)
+
+    def _spawn(self) -> BaseProcess:
+        process = self._context.Process(
+            target=serve_process, args=(self._loaded, True), name="llmux-worker"
+        )
+        process.start()
+        return process
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._stopping = True
+        for process in self._workers:
+            if process.pid is not None and process.is_alive():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGTERM)
+
+    def _watch(self) -> int:
+        while True:
+            alive = [p for p in self._workers if p.is_alive()]
+            if self._stopping:
+                grace = self._loaded.config.server.shutdown_grace + 5.0
+                deadline = time.monotonic() + grace
+                for process in alive:
+                    process.join(max(deadline - time.monotonic(), 0.0))
+                return 0
+            for index, process in enumerate(self._workers):
+                if not process.is_alive() and not self._replace(index, process):
+                    return 1
+            wait_for_sentinels([p.sentinel for p in self._workers], timeout=1.0)
+
+    def _replace(self, index: int, dead: BaseProcess) -> bool:
+        now = time.monotonic()
+        self._restarts = [t for t in self._restarts if now - t < _RESTART_WINDOW] + [now]
+        if dead.pid is not None:
+            mark_worker_dead(dead.pid)
+        get_logger().error("worker_died", pid=dead.pid, exitcode=dead.exitcode)
+        if len(self._restarts) > _MAX_FAST_RESTARTS:
+            get_logger().error("workers_crash_looping", restarts=len(self._restarts))
+            self._stopping = True
+            return False
+        self._workers[index] = self._spawn()
+        return True
+
+    def _terminate_all(self) -> None:
+        for process in self._workers:
+            if process.is_alive():
+                process.kill()
+                process.join(1.0)

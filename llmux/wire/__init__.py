@@ -1,0 +1,1 @@
+"""Wire types: msgspec Structs for each API dialect, with encoders and decoders built once."""
