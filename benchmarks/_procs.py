@@ -168,7 +168,11 @@ def reset_peak_rss(pids: Iterable[int]) -> None:
             Path(f"/proc/{pid}/clear_refs").write_text("5")
 
 
-def steal_seconds() -> float:
-    """CPU time the hypervisor gave to other guests, summed over all cores (``/proc/stat``)."""
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
-    return int(fields[8]) / CLOCK_TICKS if len(fields) > 8 else 0.0
+def machine_seconds() -> tuple[float, float]:
+    """Busy and steal CPU time summed over all cores since boot, from ``/proc/stat``.
+
+    Busy is user + nice + system + irq + softirq (guest time is already inside user).
+    """
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq) / CLOCK_TICKS, steal / CLOCK_TICKS

@@ -15,11 +15,16 @@ from dataclasses import dataclass
 CPU_RATIO_MAX = 1.3
 RPS_RATIO_MIN = 0.9
 ADDED_P99_MAX_MS = 5.0
+NOISY_PCT = 5.0
 
 
 @dataclass(frozen=True)
 class Row:
-    """One target under one scenario. Latencies in ms; ``added_*`` are over ``direct``."""
+    """One target under one scenario. Latencies in ms; ``added_*`` are over ``direct``.
+
+    ``other_pct`` and ``steal_pct`` are the CPU that processes outside the run and the
+    hypervisor took meanwhile, in percent of all cores.
+    """
 
     scenario: str
     target: str
@@ -33,6 +38,7 @@ class Row:
     max_ms: float
     cpu_ms_per_req: float
     peak_rss_mib: float
+    other_pct: float = 0.0
     steal_pct: float = 0.0
     added_mean_ms: float | None = None
     added_p99_ms: float | None = None
@@ -171,3 +177,13 @@ def ratios_table(items: Iterable[Ratio]) -> str:
     marks = {True: "pass", False: "FAIL", None: "(info)"}
     lines = [[r.scenario, r.name, fmt(r.value, 2), r.target, marks[r.ok]] for r in items]
     return markdown(["scenario", "figure", "value", "target", "verdict"], lines)
+
+
+def noise_warnings(rows: Iterable[Row]) -> list[str]:
+    """One line per row measured while something else used over 5 % of the machine."""
+    return [
+        f"- {r.scenario}/{r.target}: other processes used {r.other_pct:.0f} % and steal "
+        f"{r.steal_pct:.0f} % of the cores meanwhile; rerun on a quiet machine"
+        for r in rows
+        if r.other_pct + r.steal_pct > NOISY_PCT
+    ]

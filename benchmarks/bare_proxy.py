@@ -32,8 +32,8 @@ async def forward(request: web.Request) -> web.StreamResponse:
             payload = await upstream.read()
             return web.Response(status=upstream.status, body=payload, headers=out_headers)
         response = web.StreamResponse(status=upstream.status, headers=out_headers)
-        await response.prepare(request)
         try:
+            await response.prepare(request)
             async for chunk in upstream.content.iter_any():
                 await response.write(chunk)
             await response.write_eof()

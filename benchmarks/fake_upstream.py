@@ -70,6 +70,7 @@ class ConfigPatch(msgspec.Struct):
     """Body of ``POST /_bench/config``: any subset of the timing settings."""
 
     latency_ms: float | None = None
+    jitter_ms: float | None = None
     chunks: int | None = None
     chunk_delay_ms: float | None = None
     error_rate: float | None = None
@@ -80,6 +81,7 @@ class Settings:
     """Timing and failure settings, changeable at run time."""
 
     latency_ms: float = 50.0
+    jitter_ms: float = 0.0
     chunks: int = 20
     chunk_delay_ms: float = 5.0
     error_rate: float = 0.0
@@ -226,9 +228,12 @@ async def decode(request: web.Request, kind: type[T]) -> T:
 
 
 async def wait_and_maybe_fail(settings: Settings) -> web.Response | None:
-    """Sleep the configured latency; return a 500 when the error dice say so."""
-    if settings.latency_ms > 0:
-        await asyncio.sleep(settings.latency_ms / 1000)
+    """Sleep the latency (plus up to ``jitter_ms``); return a 500 when the dice say so."""
+    latency_ms = settings.latency_ms
+    if settings.jitter_ms > 0:
+        latency_ms += random.uniform(0, settings.jitter_ms)
+    if latency_ms > 0:
+        await asyncio.sleep(latency_ms / 1000)
     if settings.error_rate > 0 and random.random() < settings.error_rate:
         return web.Response(status=500, body=ERROR_BODY, headers=JSON_HEADERS)
     return None
@@ -249,9 +254,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     key = ("stream", chat.model, settings.chunks, include_usage)
     frames = canned.get(key, stream_frames, chat.model, settings.chunks, include_usage)
     response = web.StreamResponse(headers=SSE_HEADERS)
-    await response.prepare(request)
     delay = settings.chunk_delay_ms / 1000
     try:
+        await response.prepare(request)
         for i, frame in enumerate(frames):
             if i and delay > 0:
                 await asyncio.sleep(delay)
@@ -332,6 +337,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9100)
     parser.add_argument("--latency-ms", type=float, default=50.0, help="time to first byte")
+    parser.add_argument("--jitter-ms", type=float, default=0.0, help="extra 0..J ms, uniform")
     parser.add_argument("--chunks", type=int, default=20, help="chunk frames per stream")
     parser.add_argument("--chunk-delay-ms", type=float, default=5.0, help="gap between frames")
     parser.add_argument("--error-rate", type=float, default=0.0, help="share of 500 answers")
@@ -344,6 +350,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     settings = Settings(
         latency_ms=args.latency_ms,
+        jitter_ms=args.jitter_ms,
         chunks=args.chunks,
         chunk_delay_ms=args.chunk_delay_ms,
         error_rate=args.error_rate,

@@ -24,7 +24,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
 
@@ -161,25 +161,27 @@ def write_llmux_config(args: argparse.Namespace, upstream_port: int, path: Path)
     return port
 
 
+@dataclass
+class Context:
+    """Per-run state: options, core split, temp directory, cleanup stack and started pids."""
+
+    args: argparse.Namespace
+    cpus: Cpus
+    log_dir: Path
+    stack: contextlib.ExitStack
+    pids: list[int] = field(default_factory=list)
+
+
 def start(
     name: str, argv: list[str], ready_path: str, port: int, cpus: str | None, ctx: Context
 ) -> _procs.Child:
     """Start one child, register it for stopping, and wait until ``ready_path`` answers 200."""
     child = _procs.spawn(name, argv, ctx.log_dir, cpus, cwd=REPO)
     ctx.stack.callback(_procs.stop, child)
+    ctx.pids.append(child.pid)
     _procs.wait_ready(child, f"http://{HOST}:{port}{ready_path}", timeout_s=30.0)
     log(f"{name} ready on :{port} (pid {child.pid}, cpus {cpus or 'any'})")
     return child
-
-
-@dataclass
-class Context:
-    """Per-run state: options, core split, temp directory and the cleanup stack."""
-
-    args: argparse.Namespace
-    cpus: Cpus
-    log_dir: Path
-    stack: contextlib.ExitStack
 
 
 def start_targets(ctx: Context) -> tuple[str, list[Target]]:
@@ -208,10 +210,11 @@ def start_targets(ctx: Context) -> tuple[str, list[Target]]:
     return up_url, targets
 
 
-def configure_upstream(up_url: str, scenario: Scenario) -> None:
+def configure_upstream(up_url: str, scenario: Scenario, jitter_ms: float) -> None:
     """Set the fake upstream's timing for ``scenario``."""
     body = {
         "latency_ms": scenario.latency_ms,
+        "jitter_ms": jitter_ms,
         "chunks": scenario.chunks,
         "chunk_delay_ms": scenario.chunk_delay_ms,
     }
@@ -222,8 +225,19 @@ def configure_upstream(up_url: str, scenario: Scenario) -> None:
         response.read()
 
 
+def own_cpu_seconds(ctx: Context) -> float:
+    """CPU used by this harness, its reaped children (wrk) and every child process tree."""
+    times = os.times()
+    ours = times.user + times.system + times.children_user + times.children_system
+    return ours + sum(_procs.cpu_seconds(_procs.process_tree(pid)) for pid in ctx.pids)
+
+
 def measure(target: Target, scenario: Scenario, script: Path, ctx: Context) -> _report.Row:
-    """Probe, warm up, then load ``target`` while reading its tree's CPU and peak RSS."""
+    """Probe, warm up, then load ``target`` while reading its tree's CPU and peak RSS.
+
+    It also measures the CPU that processes outside this run used meanwhile (``other_pct``)
+    and the hypervisor's steal, both as a share of all cores, to flag a noisy measurement.
+    """
     _wrk.probe(target.base_url, _wrk.chat_body(scenario.stream), scenario.stream)
     load = _wrk.Load(scenario.connections, ctx.cpus.threads, ctx.cpus.load)
     if ctx.args.warmup:
@@ -231,12 +245,14 @@ def measure(target: Target, scenario: Scenario, script: Path, ctx: Context) -> _
         time.sleep(0.5)  # let the warm-up's cut-off requests finish before counting
     tree = _procs.process_tree(target.root_pid)
     _procs.reset_peak_rss(tree)
-    cpu_before, steal_before = _procs.cpu_seconds(tree), _procs.steal_seconds()
+    cpu_before, own_before = _procs.cpu_seconds(tree), own_cpu_seconds(ctx)
+    busy_before, steal_before = _procs.machine_seconds()
     result = _wrk.run_load(target.base_url, script, load, ctx.args.duration or scenario.duration_s)
+    busy_after, steal_after = _procs.machine_seconds()
+    own = own_cpu_seconds(ctx) - own_before
     tree = _procs.process_tree(target.root_pid)
     cpu = _procs.cpu_seconds(tree) - cpu_before
-    steal = _procs.steal_seconds() - steal_before
-    cores = len(os.sched_getaffinity(0))
+    capacity = max(result.duration_s, 1e-9) * len(os.sched_getaffinity(0)) / 100
     return _report.Row(
         scenario=scenario.name,
         target=target.name,
@@ -250,7 +266,8 @@ def measure(target: Target, scenario: Scenario, script: Path, ctx: Context) -> _
         max_ms=result.max_ms,
         cpu_ms_per_req=cpu * 1000 / max(result.requests, 1),
         peak_rss_mib=_procs.peak_rss_mib(tree),
-        steal_pct=100 * steal / (result.duration_s * cores) if result.duration_s else 0.0,
+        other_pct=max(busy_after - busy_before - own, 0.0) / capacity,
+        steal_pct=(steal_after - steal_before) / capacity,
     )
 
 
@@ -258,7 +275,7 @@ def run_scenario(
     scenario: Scenario, up_url: str, targets: Sequence[Target], ctx: Context
 ) -> list[_report.Row]:
     """Set the upstream's timing, then measure every target one after the other."""
-    configure_upstream(up_url, scenario)
+    configure_upstream(up_url, scenario, ctx.args.jitter_ms)
     body = _wrk.chat_body(scenario.stream)
     script = _wrk.write_script(ctx.log_dir / f"{scenario.name}.lua", body)
     rows = []
@@ -268,7 +285,7 @@ def run_scenario(
         log(
             f"  {row.requests} requests ({row.errors} errors), {row.rps:.0f} rps, "
             f"p99 {row.p99_ms:.2f} ms, {row.cpu_ms_per_req:.3f} CPU ms/req, "
-            f"steal {row.steal_pct:.1f}%"
+            f"other load {row.other_pct:.1f}%, steal {row.steal_pct:.1f}%"
         )
         rows.append(row)
     return rows
@@ -299,6 +316,7 @@ def machine(args: argparse.Namespace, cpus: Cpus) -> dict[str, object]:
         "repeat": args.repeat,
         "duration_override_s": args.duration,
         "warmup_s": args.warmup,
+        "jitter_ms": args.jitter_ms,
         "python": platform.python_version(),
         "kernel": platform.release(),
     }
@@ -328,6 +346,9 @@ def render(
     ]
     if ratios:
         parts += ["", "### Tracked ratios", "", _report.ratios_table(ratios)]
+    noisy = _report.noise_warnings(rows)
+    if noisy:
+        parts += ["", "### Noise warnings", "", *noisy]
     return "\n".join(parts)
 
 
@@ -343,6 +364,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--no-pin", action="store_true", help="do not pin anything to cores")
     add("--duration", type=int, help="seconds of measured load per target (overrides scenarios)")
     add("--warmup", type=int, default=1, help="seconds of unmeasured load before each (0: none)")
+    add("--jitter-ms", type=float, default=0.0, help="add 0..J ms (uniform) to upstream latency")
     add("--repeat", type=int, default=1, help="run everything N times, report medians")
     add("--workers", type=int, help="passed to llmux serve --workers")
     add("--json", type=Path, help="also write the results as JSON here")

@@ -125,7 +125,7 @@ class Dispatcher:
         self, call: Call, record: CallRecord, last: UpstreamError | None
     ) -> None:
         if record.attempts:
-            self._metrics.retries.labels(self._metrics.group_label(call.model)).inc()
+            self._metrics.observe_retry(call.model)
             await asyncio.sleep(self._backoff(record.attempts, last))
         record.attempts += 1
 
@@ -166,10 +166,7 @@ class Dispatcher:
         return OpenStream(response, decoder, chunks, first)
 
     def _observe_attempt(self, binding: Binding, started: float, outcome: str) -> None:
-        label = self._metrics.deployment_label(binding.deployment.id)
-        self._metrics.upstream_duration.labels(label, outcome).observe(
-            time.perf_counter() - started
-        )
+        self._metrics.observe_attempt(binding.deployment.id, outcome, time.perf_counter() - started)
 
     def _finish(self, call: Call, record: CallRecord, usage: Usage | None) -> None:
         record.usage = usage

@@ -251,8 +251,12 @@ class NoDeploymentAvailable(LlmuxError):
 
 
 class ServiceUnavailable(LlmuxError):
-    """The gateway is starting or draining."""
+    """The gateway is starting or draining; another replica can take the request."""
 
     status = 503
     type = "service_unavailable_error"
     default_code = "service_unavailable"
+
+    @property
+    def retryable(self) -> bool:
+        return True

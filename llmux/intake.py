@@ -6,6 +6,7 @@ required fields); everything else stays as raw bytes for the upstream. Pure: no 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import msgspec
@@ -27,6 +28,7 @@ _bool = msgspec.json.Decoder(bool | None)
 _messages = msgspec.json.Decoder(list[ChatMessageView])
 _stream_options = msgspec.json.Decoder(_StreamOptions | None)
 _NULL = msgspec.Raw(b"null")
+_MISSING = re.compile(r"missing required field `([^`]+)`")
 
 
 def parse_call(endpoint: Endpoint, data: bytes, request_id: str) -> Call:
@@ -130,6 +132,8 @@ def _where(exc: msgspec.ValidationError, root: str) -> str:
     """msgspec's `Expected ... - at `$[0].role`` rewritten with the field's real name."""
     text, _, where = str(exc).partition(" - at `")
     text = text.replace("Object missing required field", "missing required field")
-    if not where:
-        return f"{text} at {root}"
-    return f"{text} at {root}{where.rstrip('`').removeprefix('$')}"
+    location = f"{root}{where.rstrip('`').removeprefix('$')}"
+    # A missing field is reported at its parent object; name the field itself, as OpenAI does.
+    if missing := _MISSING.match(text):
+        location = f"{location}.{missing.group(1)}"
+    return f"{text} at {location}"

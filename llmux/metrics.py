@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -55,6 +56,9 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self._groups: frozenset[str] = frozenset()
         self._deployments: frozenset[str] = frozenset()
+        # labels() takes a lock and builds a key on every call; the label sets are bounded, so
+        # the children are looked up once and kept.
+        self._children: dict[tuple[Any, ...], Any] = {}
         r = self.registry
         self.requests = Counter(
             "llmux_requests",
@@ -106,6 +110,7 @@ class Metrics:
         """Set the label values allowed for model groups and deployments (from config)."""
         self._groups = frozenset(model_groups)
         self._deployments = frozenset(deployments)
+        self._children.clear()
 
     def group_label(self, model: str | None) -> str:
         """The model group as a label value, or `other` for names not in config."""
@@ -117,16 +122,46 @@ class Metrics:
 
     def observe_request(self, route: str, model: str | None, status: int, seconds: float) -> None:
         """Count one finished client request."""
-        group = self.group_label(model)
-        self.requests.labels(route, group, status_class(status)).inc()
-        self.request_duration.labels(route, group).observe(seconds)
+        key = ("request", route, self.group_label(model), status_class(status))
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (
+                self.requests.labels(key[1], key[2], key[3]),
+                self.request_duration.labels(key[1], key[2]),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def observe_attempt(self, deployment: str, outcome: str, seconds: float) -> None:
+        """One upstream attempt of `deployment` ended with `outcome` after `seconds`."""
+        key = ("attempt", self.deployment_label(deployment), outcome)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.upstream_duration.labels(key[1], outcome)
+        child.observe(seconds)
+
+    def observe_first_token(self, model: str, seconds: float) -> None:
+        """A stream of `model` sent its first frame `seconds` after the request arrived."""
+        key = ("ttft", self.group_label(model))
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.time_to_first_token.labels(key[1])
+        child.observe(seconds)
+
+    def observe_retry(self, model: str) -> None:
+        """Count one upstream attempt after the first."""
+        self.retries.labels(self.group_label(model)).inc()
 
     def observe_tokens(self, model: str, counts: Iterable[tuple[str, int]]) -> None:
         """Add token counts (`input`, `output`, `cached`, `reasoning`) for one call."""
         group = self.group_label(model)
         for kind, value in counts:
             if value:
-                self.tokens.labels(group, kind).inc(value)
+                key = ("tokens", group, kind)
+                child = self._children.get(key)
+                if child is None:
+                    child = self._children[key] = self.tokens.labels(group, kind)
+                child.inc(value)
 
     def exposition(self) -> bytes:
         """The text exposition: this process, or the sum of every worker in multi-worker mode."""

@@ -28,7 +28,7 @@ from aiohttp import web
 from llmux.admin import create_admin_app
 from llmux.config import LoadedConfig
 from llmux.lifecycle import Lifecycle
-from llmux.log import configure, get_logger
+from llmux.log import AccessLog, configure, get_logger
 from llmux.metrics import Metrics, mark_worker_dead
 from llmux.runtime import RuntimeHolder, build_runtime
 from llmux.server import create_app
@@ -76,6 +76,10 @@ class Gateway:
         self.metrics = Metrics()
         self._reuse_port = reuse_port
         self._http = HttpTransport(loaded.config.upstream)
+        logging = loaded.config.logging
+        self.access_log = AccessLog(
+            enabled=logging.access_log, level=logging.level, fmt=logging.format
+        )
         self._runners: list[web.AppRunner] = []
         self.port = 0
         self.admin_port = 0
@@ -85,7 +89,7 @@ class Gateway:
         await self._http.start()
         config = self.loaded.config
         holder = RuntimeHolder(build_runtime(self.loaded, self._http, self.metrics))
-        gateway = create_app(holder, self.metrics, self.lifecycle)
+        gateway = create_app(holder, self.metrics, self.lifecycle, self.access_log)
         self.port = await self._listen(gateway, config.server.port)
         if config.server.admin_port:
             admin = create_admin_app(config, self.metrics, self.lifecycle)
@@ -123,6 +127,7 @@ class Gateway:
         finally:
             self._runners.clear()
             await self._http.close()
+            self.access_log.flush()
         get_logger().info("stopped")
 
     async def __aenter__(self) -> Gateway:

@@ -24,6 +24,7 @@ from llmux.errors import (
 from llmux.health import add_health_routes
 from llmux.intake import parse_call
 from llmux.lifecycle import Lifecycle
+from llmux.log import AccessLog
 from llmux.metrics import Metrics
 from llmux.middleware import build_chain
 from llmux.middleware.context import request_id_header
@@ -44,11 +45,13 @@ _UNSUPPORTED = ("/v1/audio", "/v1/batches", "/v1/files")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def create_app(holder: RuntimeHolder, metrics: Metrics, lifecycle: Lifecycle) -> web.Application:
+def create_app(
+    holder: RuntimeHolder, metrics: Metrics, lifecycle: Lifecycle, access_log: AccessLog
+) -> web.Application:
     """The gateway web application for the runtime in `holder`."""
     config = holder.current.loaded.config
     app = web.Application(
-        middlewares=build_chain(metrics, access_log=config.logging.access_log),
+        middlewares=build_chain(metrics, access_log),
         client_max_size=config.server.max_body_size,
         handler_args={"max_field_size": 16384},
     )
@@ -103,6 +106,9 @@ async def _read_body(request: web.Request, runtime: Runtime) -> bytes:
             f"The request body ({request.content_length} bytes) is larger than the"
             f" {limit} byte limit (server.max_body_size)."
         )
+    if request.content.is_eof():
+        # The whole body arrived with the headers: nothing to wait for, no timer to arm.
+        return await request.read()
     try:
         async with asyncio.timeout(server.read_timeout):
             return await request.read()

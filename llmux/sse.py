@@ -34,13 +34,21 @@ def named_frame(event: str, payload: bytes) -> bytes:
 class SSEParser:
     """Feed raw bytes, get complete events; keeps the partial tail between feeds."""
 
-    __slots__ = ("_buffer",)
+    __slots__ = ("_after_cr", "_buffer")
 
     def __init__(self) -> None:
         self._buffer = b""
+        self._after_cr = False
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """Add `chunk` and return every event it completed, in order."""
+        if not chunk:
+            return []
+        # A CRLF can be split across chunks: the CR already ended the line, so an LF that
+        # starts the next chunk is its second half, not another (event-ending) line break.
+        if self._after_cr and chunk[:1] == b"\n":
+            chunk = chunk[1:]
+        self._after_cr = chunk[-1:] == b"\r"
         buffer = self._buffer + chunk if self._buffer else chunk
         if b"\r" in buffer:
             buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
@@ -55,6 +63,7 @@ class SSEParser:
     def flush(self) -> list[SSEEvent]:
         """Events left when the stream ends without a final blank line."""
         block, self._buffer = self._buffer, b""
+        self._after_cr = False
         event = _parse_block(block)
         return [event] if event is not None else []
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from aiohttp.typedefs import Middleware
 
+from llmux.log import AccessLog
 from llmux.metrics import Metrics
 from llmux.middleware.auth import auth_middleware
 from llmux.middleware.context import context_middleware
@@ -18,10 +19,10 @@ from llmux.middleware.errors import errors_middleware
 __all__ = ["build_chain"]
 
 
-def build_chain(metrics: Metrics, access_log: bool) -> tuple[Middleware, ...]:
+def build_chain(metrics: Metrics, access_log: AccessLog) -> tuple[Middleware, ...]:
     """The gateway chain: context -> errors -> auth."""
     return (
-        context_middleware(metrics, access_log=access_log),
+        context_middleware(metrics, access_log),
         errors_middleware(),
         auth_middleware(),
     )

@@ -71,8 +71,12 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     try:
         return max(float(value), 0.0)
     except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value.strip() else None
-        return max(parsed.timestamp() - time.time(), 0.0) if parsed is not None else None
+        pass
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):  # not a date either; raises since Python 3.10
+        return None
+    return max(parsed.timestamp() - time.time(), 0.0)
 
 
 class OpenAIProvider:

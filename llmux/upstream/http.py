@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 
 import aiohttp
+from yarl import URL
 
 from llmux.config.schema import UpstreamPoolConfig
 from llmux.errors import (
@@ -26,6 +26,8 @@ from llmux.types import PreparedRequest
 from llmux.upstream.base import Timeouts, UpstreamResponse
 
 __all__ = ["HttpTransport", "map_transport_errors"]
+
+_URL_CACHE_LIMIT = 4096
 
 
 @contextlib.contextmanager
@@ -64,6 +66,8 @@ class HttpTransport:
     def __init__(self, pool: UpstreamPoolConfig) -> None:
         self._pool = pool
         self._session: aiohttp.ClientSession | None = None
+        self._urls: dict[str, URL] = {}
+        self._timeouts: dict[tuple[Timeouts, bool], aiohttp.ClientTimeout] = {}
 
     async def start(self) -> None:
         """Open the pool; call once from the app's cleanup context."""
@@ -87,47 +91,81 @@ class HttpTransport:
             self._session = None
 
     async def send(self, request: PreparedRequest, timeouts: Timeouts) -> UpstreamResponse:
-        """Send and wait for headers within `first_byte` (stream) or `total` (non-stream)."""
+        """Send; wait for headers within `first_byte` (streams) or the whole answer (`total`)."""
         if self._session is None:
             raise RuntimeError("HttpTransport.start() was not awaited")
-        deadline = time.monotonic() + timeouts.total
-        wait = timeouts.first_byte if request.stream else min(timeouts.first_byte, timeouts.total)
-        client_timeout = aiohttp.ClientTimeout(
-            total=None,
-            sock_connect=timeouts.connect,
-            sock_read=timeouts.idle if request.stream else None,
-        )
-        with map_transport_errors(request.url, f"no response within {wait:g}s"):
-            async with asyncio.timeout(wait):
+        url = self._url(request.url)
+        client_timeout = self._client_timeout(timeouts, request.stream)
+        if request.stream:
+            hint = f"no response headers within {timeouts.first_byte:g}s"
+            with map_transport_errors(request.url, hint):
+                async with asyncio.timeout(timeouts.first_byte):
+                    response = await self._session.request(
+                        request.method,
+                        url,
+                        headers=request.headers,
+                        data=request.body,
+                        timeout=client_timeout,
+                    )
+        else:
+            hint = (
+                f"connect {timeouts.connect:g}s, first byte {timeouts.first_byte:g}s,"
+                f" total {timeouts.total:g}s"
+            )
+            with map_transport_errors(request.url, hint):
                 response = await self._session.request(
                     request.method,
-                    request.url,
+                    url,
                     headers=request.headers,
                     data=request.body,
                     timeout=client_timeout,
                 )
-        return _HttpResponse(response, request.url, deadline, timeouts.idle)
+        return _HttpResponse(response, request.url, hint, timeouts.idle)
+
+    def _url(self, text: str) -> URL:
+        """Parsed URLs, kept: the set of upstream URLs is small and parsing is not free."""
+        url = self._urls.get(text)
+        if url is None:
+            if len(self._urls) >= _URL_CACHE_LIMIT:
+                self._urls.clear()
+            url = self._urls[text] = URL(text)
+        return url
+
+    def _client_timeout(self, timeouts: Timeouts, stream: bool) -> aiohttp.ClientTimeout:
+        """Non-streams: `total` covers the whole exchange and `first_byte` every read wait.
+        Streams: no total (a long generation must not be cut), `idle` between reads."""
+        key = (timeouts, stream)
+        found = self._timeouts.get(key)
+        if found is None:
+            if stream:
+                found = aiohttp.ClientTimeout(
+                    total=None, sock_connect=timeouts.connect, sock_read=timeouts.idle
+                )
+            else:
+                found = aiohttp.ClientTimeout(
+                    total=timeouts.total,
+                    sock_connect=timeouts.connect,
+                    sock_read=timeouts.first_byte,
+                )
+            self._timeouts[key] = found
+        return found
 
 
 class _HttpResponse:
-    __slots__ = ("_deadline", "_done", "_idle", "_response", "_url", "headers", "status")
+    __slots__ = ("_done", "_hint", "_idle", "_response", "_url", "headers", "status")
 
-    def __init__(
-        self, response: aiohttp.ClientResponse, url: str, deadline: float, idle: float
-    ) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, url: str, hint: str, idle: float) -> None:
         self._response = response
         self._url = url
-        self._deadline = deadline
+        self._hint = hint
         self._idle = idle
         self._done = False
         self.status = response.status
         self.headers: Mapping[str, str] = response.headers
 
     async def read(self) -> bytes:
-        remaining = max(self._deadline - time.monotonic(), 0.0)
-        with map_transport_errors(self._url, "body not complete within the total timeout"):
-            async with asyncio.timeout(remaining):
-                body = await self._response.read()
+        with map_transport_errors(self._url, self._hint):
+            body = await self._response.read()
         self._done = True
         return body
 

@@ -231,7 +231,7 @@ def _responses(options: MockOptions, req: _Request) -> UpstreamResponse:
     item_id = f"msg_mock{next(_ids)}"
     usage = {
         "input_tokens": prompt,
-        "input_tokens_details": {"cached_tokens": 0},
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
         "output_tokens": len(words),
         "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": prompt + len(words),
@@ -276,7 +276,6 @@ def _response_object(
         "top_p": 1.0,
         "truncation": "disabled",
         "usage": usage,
-        "user": None,
         "metadata": {},
     }
 
@@ -285,7 +284,9 @@ def _response_events(final: dict[str, Any], options: MockOptions) -> list[bytes]
     """The full Responses event sequence the SDK's strict stream helper expects."""
     item = final["output"][0]
     text = item["content"][0]["text"]
-    pending = {**final, "status": "in_progress", "output": [], "usage": None}
+    # The spec forbids `usage: null`, so an unfinished response carries no usage key at all.
+    pending = {key: value for key, value in final.items() if key != "usage"}
+    pending.update(status="in_progress", output=[])
     empty_item = {**item, "status": "in_progress", "content": []}
     empty_part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
     where = {"item_id": item["id"], "output_index": 0, "content_index": 0}

@@ -1,0 +1,1 @@
+"""Test support: a fake OpenAI upstream, an in-process gateway and the OpenAPI validators."""

@@ -1,0 +1,75 @@
+"""Start a real llmux gateway (both apps, real sockets) inside the test's event loop."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from llmux.config import parse_config
+from llmux.serve import Gateway
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def upstream_config(
+    upstream_url: str,
+    *,
+    extra: str = "",
+    retry_count: int = 0,
+    server_extra: str = "",
+    first_byte: str = "2s",
+    idle: str = "1s",
+    total: str = "3s",
+) -> str:
+    """A config with one OpenAI-compatible provider at `upstream_url` plus the mock.
+
+    `server_extra` holds more `server:` keys (one per line, unindented); `first_byte`, `idle` and
+    `total` are the upstream provider's timeouts.
+    """
+    server_lines = "".join(f"\n  {line}" for line in server_extra.splitlines() if line.strip())
+    return f"""
+server:
+  host: 127.0.0.1
+  port: 0
+  admin_port: {free_port()}{server_lines}
+providers:
+  - name: upstream
+    type: openai-compatible
+    base_url: {upstream_url}
+    api_key: sk-upstream-secret
+    models:
+      - gpt-4o-mini
+      - name: smart
+        upstream_model: gpt-4o
+      - text-embedding-3-small
+      - gpt-3.5-turbo-instruct
+    timeouts:
+      connect: 1s
+      first_byte: {first_byte}
+      idle: {idle}
+      total: {total}
+  - name: mock
+    type: mock
+    models: [mock-gpt, mock-embed]
+routing:
+  retry_count: {retry_count}
+{extra}
+"""
+
+
+@asynccontextmanager
+async def running_gateway(config_text: str) -> AsyncIterator[Gateway]:
+    """A started gateway for `config_text`; stopped (drained) on exit."""
+    loaded = parse_config(config_text, "test.yaml", {})
+    gateway = Gateway(loaded)
+    await gateway.start()
+    try:
+        yield gateway
+    finally:
+        await gateway.stop()

@@ -1,0 +1,175 @@
+"""`llmux serve` as a real process: graceful drain on SIGTERM, multi-worker metrics, config errors."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import msgspec
+
+from tests.helpers.gateway import free_port
+from tests.helpers.process import (
+    ROOT,
+    children,
+    is_running,
+    llmux_process,
+    pids_connected,
+    pids_listening,
+    wait_ready,
+)
+
+_CHAT_STREAM = {
+    "model": "mock-gpt",
+    "messages": [{"role": "user", "content": "Count to ten."}],
+    "stream": True,
+}
+_CHAT = {"model": "mock-gpt", "messages": [{"role": "user", "content": "Hi"}]}
+
+
+def _write_config(tmp_path: Path, mock: str) -> Path:
+    path = tmp_path / "llmux.yaml"
+    path.write_text(
+        f"""
+server:
+  host: 127.0.0.1
+  shutdown_grace: 5s
+providers:
+  - name: mock
+    type: mock
+    models: [mock-gpt]
+    mock: {mock}
+logging:
+  access_log: false
+"""
+    )
+    return path
+
+
+def _serve_args(config: Path, port: int, admin_port: int) -> list[str]:
+    return ["serve", "--config", str(config), "--port", str(port), "--admin-port", str(admin_port)]
+
+
+async def _drain_signal(session: aiohttp.ClientSession, port: int, admin_port: int) -> str:
+    """How the draining process turns traffic away: its readiness body, or `refused`."""
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline:
+        try:
+            async with session.get(f"http://127.0.0.1:{admin_port}/health/ready") as response:
+                if response.status == 503:
+                    return await response.text()
+        except aiohttp.ClientConnectionError:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+            except ConnectionRefusedError:
+                return "refused"
+            writer.close()
+            await writer.wait_closed()
+        await asyncio.sleep(0.02)
+    return "still ready"
+
+
+async def _wait_exit(process: subprocess.Popen[bytes], timeout: float) -> int | None:
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    return process.poll()
+
+
+async def test_sigterm_drains_in_flight_stream(tmp_path: Path) -> None:
+    """SIGTERM mid-stream: readiness turns 503, the stream still ends with [DONE], exit 0."""
+    config = _write_config(tmp_path, "{latency: 0ms, chunks: 20, chunk_delay: 100ms}")
+    port, admin_port = free_port(), free_port()
+    log = tmp_path / "serve.log"
+    with llmux_process(_serve_args(config, port, admin_port), log) as process:
+        async with aiohttp.ClientSession() as session:
+            await wait_ready(session, admin_port, process, log)
+            url = f"http://127.0.0.1:{port}/v1/chat/completions"
+            async with session.post(url, json=_CHAT_STREAM) as response:
+                assert response.status == 200
+                first = await response.content.readuntil(b"\n\n")
+                process.send_signal(signal.SIGTERM)
+                turned_away = await _drain_signal(session, port, admin_port)
+                rest = await response.content.read()
+        exit_code = await _wait_exit(process, 8.0)
+    assert first.startswith(b"data: {")
+    assert turned_away in ('{"status":"draining"}', "refused")
+    assert rest.endswith(b"data: [DONE]\n\n")
+    assert b'"finish_reason":"stop"' in rest
+    assert exit_code == 0, log.read_text()
+
+
+async def test_workers_share_port_and_sum_metrics(tmp_path: Path) -> None:
+    """With --workers 2 both workers serve, /metrics counts every request once, SIGTERM exits 0."""
+    config = _write_config(tmp_path, "{latency: 300ms}")
+    port, admin_port = free_port(), free_port()
+    log = tmp_path / "serve.log"
+    sent = 20
+    args = [*_serve_args(config, port, admin_port), "--workers", "2"]
+    with llmux_process(args, log) as process:
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            await wait_ready(session, admin_port, process, log)
+            workers = await _listening_workers(process.pid, port, count=2)
+            url = f"http://127.0.0.1:{port}/v1/chat/completions"
+            statuses = await asyncio.gather(*(_post(session, url) for _ in range(sent)))
+            # The 20 pooled keep-alive connections are still open: see who accepted them.
+            serving = pids_connected(workers, port)
+            async with session.get(f"http://127.0.0.1:{admin_port}/metrics") as response:
+                exposition = await response.text()
+        process.send_signal(signal.SIGTERM)
+        exit_code = await _wait_exit(process, 8.0)
+        workers_left = [pid for pid in workers if is_running(pid)]
+    assert statuses == [200] * sent
+    assert sorted(serving) == sorted(workers)
+    assert _sum_samples(exposition, "llmux_requests_total") == sent
+    assert exit_code == 0, log.read_text()
+    assert workers_left == []
+
+
+async def _listening_workers(supervisor: int, port: int, count: int) -> list[int]:
+    """The worker pids once `count` of them listen on `port` (bounded wait)."""
+    deadline = time.monotonic() + 10.0
+    while time.monotonic() < deadline:
+        listening = pids_listening(children(supervisor), port)
+        if len(listening) >= count:
+            return listening
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"fewer than {count} workers listen on {port}")
+
+
+async def _post(session: aiohttp.ClientSession, url: str) -> int:
+    async with session.post(url, json=_CHAT) as response:
+        body = msgspec.json.decode(await response.read())
+        assert body["model"] == "mock-gpt"
+        return response.status
+
+
+def _sum_samples(exposition: str, name: str) -> float:
+    """The sum of every sample of metric `name` (all label sets) in a text exposition."""
+    total = 0.0
+    for line in exposition.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_config_error_exits_1_without_traceback(tmp_path: Path) -> None:
+    """`serve` on a bad config prints the located error, no traceback, and exits 1."""
+    bad = ROOT / "tests" / "fixtures" / "conf" / "unknown_field.yaml"
+    result = subprocess.run(
+        [sys.executable, "-m", "llmux", "serve", "--config", str(bad)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr == f"error: {bad}:12: providers[0].tpye: unknown field\n"
+    assert "Traceback" not in result.stdout + result.stderr
+
