@@ -82,7 +82,8 @@ def build_runtime(loaded: LoadedConfig, http: HttpTransport, metrics: Metrics) -
                 connect=provider.timeouts.connect,
                 first_byte=provider.timeouts.first_byte,
                 idle=provider.timeouts.idle,
-                total=provider.timeouts.total,
+                # server.write_timeout caps how long any non-streaming answer may take.
+                total=min(provider.timeouts.total, config.server.write_timeout),
             ),
         )
     metrics.know(table.groups, table.by_id)

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from llmux.serve import Gateway
 from tests.helpers.edge import assert_openai_error, raw_request, rejected, sdk_client
@@ -18,7 +19,7 @@ from tests.helpers.gateway import running_gateway, upstream_config
 from tests.helpers.upstream import FakeUpstream
 
 MASTER_KEY = "sk-master"
-HELLO = [{"role": "user", "content": "Hello"}]
+HELLO: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Hello"}]
 CHAT = json.dumps({"model": "gpt-4o-mini", "messages": HELLO}).encode()
 
 

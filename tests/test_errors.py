@@ -13,13 +13,14 @@ from collections.abc import AsyncIterator
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from llmux.serve import Gateway
 from tests.helpers.edge import RawReply, assert_openai_error, rejected, sdk_client
 from tests.helpers.gateway import running_gateway, upstream_config
 from tests.helpers.upstream import FakeUpstream
 
-HELLO = [{"role": "user", "content": "Hello"}]
+HELLO: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Hello"}]
 
 
 @pytest.fixture
@@ -281,9 +282,7 @@ async def test_audio_speech_is_unsupported(
     assert upstream.received == []
 
 
-async def test_batches_are_unsupported(
-    client: openai.AsyncOpenAI, upstream: FakeUpstream
-) -> None:
+async def test_batches_are_unsupported(client: openai.AsyncOpenAI, upstream: FakeUpstream) -> None:
     """/v1/batches is a 400 saying the endpoint is not supported."""
     exc = await rejected(client.batches.list())
     assert isinstance(exc, openai.BadRequestError)
@@ -315,7 +314,7 @@ async def test_oversize_body_from_sdk_is_413(
     small_gateway: Gateway, upstream: FakeUpstream
 ) -> None:
     """A chat whose body passes `server.max_body_size` is a 413 naming the limit."""
-    big = [{"role": "user", "content": "x" * 4096}]
+    big: list[ChatCompletionMessageParam] = [{"role": "user", "content": "x" * 4096}]
     async with sdk_client(small_gateway) as client:
         exc = await rejected(client.chat.completions.create(model="gpt-4o-mini", messages=big))
     assert exc.status_code == 413
@@ -329,9 +328,7 @@ async def test_oversize_body_from_sdk_is_413(
     assert upstream.received == []
 
 
-async def test_oversize_chunked_body_is_413(
-    small_gateway: Gateway, upstream: FakeUpstream
-) -> None:
+async def test_oversize_chunked_body_is_413(small_gateway: Gateway, upstream: FakeUpstream) -> None:
     """A chunked body (no Content-Length) that grows past the limit is a 413 as well."""
 
     async def chunks() -> AsyncIterator[bytes]:

@@ -128,7 +128,7 @@ async def test_chat_completion_conforms(http: aiohttp.ClientSession, model: str)
 async def test_chat_stream_chunks_conform(
     http: aiohttp.ClientSession, model: str, include_usage: bool
 ) -> None:
-    """Every chat stream chunk, the usage chunk included, is a CreateChatCompletionStreamResponse."""
+    """Every chat stream chunk, usage chunk included, is a CreateChatCompletionStreamResponse."""
     request = {
         "model": model,
         "messages": HELLO,

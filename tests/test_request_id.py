@@ -9,12 +9,13 @@ from __future__ import annotations
 import re
 
 import openai
+from openai.types.chat import ChatCompletionMessageParam
 
 from llmux.serve import Gateway
 from tests.helpers.edge import raw_request, rejected
 from tests.helpers.upstream import FakeUpstream, Reply
 
-HELLO = [{"role": "user", "content": "Hello"}]
+HELLO: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Hello"}]
 SANE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 

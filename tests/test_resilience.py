@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from llmux.serve import Gateway
 from tests.helpers.edge import (
@@ -30,7 +31,7 @@ from tests.helpers.edge import (
 from tests.helpers.gateway import free_port, running_gateway, upstream_config
 from tests.helpers.upstream import FakeUpstream, Hang, Reply, Stream, fixture_bytes, sse_frames
 
-HELLO = [{"role": "user", "content": "Hello"}]
+HELLO: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Hello"}]
 FRAMES = sse_frames("chat_stream.sse")
 UPSTREAM_STREAM_ERROR = (
     b'data: {"error": {"message": "The server had an error while processing your request.'
@@ -93,6 +94,16 @@ async def test_upstream_timeout_is_504(quick_gateway: Gateway, upstream: FakeUps
     )
 
 
+async def test_server_write_timeout_caps_the_upstream_total(upstream: FakeUpstream) -> None:
+    """`server.write_timeout` bounds a non-streaming answer even when the provider allows more."""
+    config = upstream_config(upstream.url, server_extra="write_timeout: 200ms", total="30s")
+    upstream.enqueue(Hang(1.0))
+    async with running_gateway(config) as gateway, sdk_client(gateway) as client:
+        exc = await rejected(client.chat.completions.create(model="gpt-4o-mini", messages=HELLO))
+    assert exc.status_code == 504
+    assert exc.code == "upstream_timeout"
+
+
 async def test_stream_timeout_before_first_byte_is_504(
     quick_gateway: Gateway, upstream: FakeUpstream
 ) -> None:
@@ -115,6 +126,7 @@ async def test_idle_timeout_mid_stream_ends_with_error_event(
     assert reply.status == 200
     payloads = data_payloads(reply.body)
     assert contents(payloads[:1]) == [""]
+    assert len(payloads) == 2
     error = final_error(payloads)
     assert error["code"] == "upstream_timeout"
 
@@ -152,9 +164,7 @@ async def test_connection_refused_is_502(upstream: FakeUpstream) -> None:
     )
 
 
-async def test_cut_stream_ends_with_error_event(
-    gateway: Gateway, upstream: FakeUpstream
-) -> None:
+async def test_cut_stream_ends_with_error_event(gateway: Gateway, upstream: FakeUpstream) -> None:
     """An upstream that drops the connection mid-stream: frames so far, then an error event."""
     upstream.enqueue(Stream(FRAMES[:3], cut=True))
     reply = await stream_raw(gateway)
@@ -169,7 +179,7 @@ async def test_upstream_error_frame_is_relayed_and_ends_the_stream(
     gateway: Gateway, upstream: FakeUpstream
 ) -> None:
     """An upstream error frame after the client's first bytes is relayed as the last event."""
-    upstream.enqueue(Stream([*FRAMES[:2], UPSTREAM_STREAM_ERROR, *FRAMES[2:]], delay=0.05))
+    upstream.enqueue(Stream([*FRAMES[:2], UPSTREAM_STREAM_ERROR, *FRAMES[2:]], delay=0.1))
     reply = await stream_raw(gateway)
     assert reply.status == 200
     payloads = data_payloads(reply.body)
@@ -264,9 +274,7 @@ def upstream_error(status: int, message: str) -> Reply:
     return Reply(status, json.dumps(body).encode())
 
 
-async def test_retry_after_503_succeeds(
-    retrying_gateway: Gateway, upstream: FakeUpstream
-) -> None:
+async def test_retry_after_503_succeeds(retrying_gateway: Gateway, upstream: FakeUpstream) -> None:
     """An upstream 503 followed by a success gives the client a 200 after two upstream calls."""
     upstream.enqueue(upstream_error(503, "The engine is currently overloaded."))
     async with sdk_client(retrying_gateway) as client:

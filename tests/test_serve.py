@@ -1,4 +1,4 @@
-"""`llmux serve` as a real process: graceful drain on SIGTERM, multi-worker metrics, config errors."""
+"""`llmux serve` as a real process: drain on SIGTERM, multi-worker metrics, config errors."""
 
 from __future__ import annotations
 
@@ -29,6 +29,8 @@ _CHAT_STREAM = {
     "stream": True,
 }
 _CHAT = {"model": "mock-gpt", "messages": [{"role": "user", "content": "Hi"}]}
+_BOUNDED = aiohttp.ClientTimeout(total=10)
+"""No client call in these tests may wait longer than this."""
 
 
 def _write_config(tmp_path: Path, mock: str) -> Path:
@@ -73,20 +75,13 @@ async def _drain_signal(session: aiohttp.ClientSession, port: int, admin_port: i
     return "still ready"
 
 
-async def _wait_exit(process: subprocess.Popen[bytes], timeout: float) -> int | None:
-    deadline = time.monotonic() + timeout
-    while process.poll() is None and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    return process.poll()
-
-
 async def test_sigterm_drains_in_flight_stream(tmp_path: Path) -> None:
     """SIGTERM mid-stream: readiness turns 503, the stream still ends with [DONE], exit 0."""
     config = _write_config(tmp_path, "{latency: 0ms, chunks: 20, chunk_delay: 100ms}")
     port, admin_port = free_port(), free_port()
     log = tmp_path / "serve.log"
     with llmux_process(_serve_args(config, port, admin_port), log) as process:
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(timeout=_BOUNDED) as session:
             await wait_ready(session, admin_port, process, log)
             url = f"http://127.0.0.1:{port}/v1/chat/completions"
             async with session.post(url, json=_CHAT_STREAM) as response:
@@ -95,7 +90,7 @@ async def test_sigterm_drains_in_flight_stream(tmp_path: Path) -> None:
                 process.send_signal(signal.SIGTERM)
                 turned_away = await _drain_signal(session, port, admin_port)
                 rest = await response.content.read()
-        exit_code = await _wait_exit(process, 8.0)
+        exit_code = await asyncio.to_thread(process.wait, 8.0)
     assert first.startswith(b"data: {")
     assert turned_away in ('{"status":"draining"}', "refused")
     assert rest.endswith(b"data: [DONE]\n\n")
@@ -112,7 +107,7 @@ async def test_workers_share_port_and_sum_metrics(tmp_path: Path) -> None:
     args = [*_serve_args(config, port, admin_port), "--workers", "2"]
     with llmux_process(args, log) as process:
         connector = aiohttp.TCPConnector(limit=0)
-        async with aiohttp.ClientSession(connector=connector) as session:
+        async with aiohttp.ClientSession(connector=connector, timeout=_BOUNDED) as session:
             await wait_ready(session, admin_port, process, log)
             workers = await _listening_workers(process.pid, port, count=2)
             url = f"http://127.0.0.1:{port}/v1/chat/completions"
@@ -122,7 +117,7 @@ async def test_workers_share_port_and_sum_metrics(tmp_path: Path) -> None:
             async with session.get(f"http://127.0.0.1:{admin_port}/metrics") as response:
                 exposition = await response.text()
         process.send_signal(signal.SIGTERM)
-        exit_code = await _wait_exit(process, 8.0)
+        exit_code = await asyncio.to_thread(process.wait, 8.0)
         workers_left = [pid for pid in workers if is_running(pid)]
     assert statuses == [200] * sent
     assert sorted(serving) == sorted(workers)
@@ -153,7 +148,7 @@ def _sum_samples(exposition: str, name: str) -> float:
     """The sum of every sample of metric `name` (all label sets) in a text exposition."""
     total = 0.0
     for line in exposition.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
+        if line.startswith((name + "{", name + " ")):
             total += float(line.rsplit(" ", 1)[1])
     return total
 
@@ -172,4 +167,3 @@ def test_config_error_exits_1_without_traceback(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr == f"error: {bad}:12: providers[0].tpye: unknown field\n"
     assert "Traceback" not in result.stdout + result.stderr
-

@@ -38,7 +38,7 @@ class TestParser:
 
     def test_event_split_across_feeds(self) -> None:
         """An event cut in the middle of its payload is joined across feeds."""
-        assert _feed_all([b"data: {\"a\"", b":1}\n", b"\ndata: 2\n\n"]) == [
+        assert _feed_all([b'data: {"a"', b":1}\n", b"\ndata: 2\n\n"]) == [
             SSEEvent(None, b'{"a":1}'),
             SSEEvent(None, b"2"),
         ]

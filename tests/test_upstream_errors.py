@@ -7,11 +7,12 @@ SDK must raise the same exception class it would raise against OpenAI itself.
 from __future__ import annotations
 
 import openai
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.helpers.edge import assert_openai_error, rejected
 from tests.helpers.upstream import FakeUpstream, Reply, fixture_bytes
 
-HELLO = [{"role": "user", "content": "Hello"}]
+HELLO: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Hello"}]
 RATE_LIMIT_MESSAGE = (
     "Rate limit reached for gpt-4o-mini in organization org-abc on requests per min (RPM): "
     "Limit 3, Used 3, Requested 1. Please try again in 20s."

@@ -10,6 +10,7 @@ Docs: https://platform.openai.com/docs/api-reference/chat/streaming
 from __future__ import annotations
 
 import email.utils
+import math
 import time
 from collections.abc import Mapping
 from typing import Final
@@ -60,23 +61,29 @@ _choices_decoder = msgspec.json.Decoder(list[_Choice] | None)
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds to wait from `retry-after-ms` or `retry-after` (seconds or an HTTP date)."""
-    if (millis := headers.get("retry-after-ms")) is not None:
-        try:
-            return max(float(millis) / 1000.0, 0.0)
-        except ValueError:
-            pass
+    if (millis := _seconds(headers.get("retry-after-ms"))) is not None:
+        return millis / 1000.0
     value = headers.get("retry-after")
     if value is None:
         return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
+    if (seconds := _seconds(value)) is not None:
+        return seconds
     try:
         parsed = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):  # not a date either; raises since Python 3.10
         return None
     return max(parsed.timestamp() - time.time(), 0.0)
+
+
+def _seconds(value: str | None) -> float | None:
+    """A finite, non-negative number, or None for anything else (including nan and inf)."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return max(number, 0.0) if math.isfinite(number) else None
 
 
 class OpenAIProvider:

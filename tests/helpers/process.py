@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -53,19 +52,29 @@ async def wait_ready(
     port: int,
     process: subprocess.Popen[bytes],
     log_path: Path,
-    timeout: float = 10.0,
 ) -> None:
-    """Poll `GET /health/ready` on `port` until it answers 200; fail early if the process dies."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"llmux exited with {process.returncode}:\n{log_path.read_text()}")
-        with contextlib.suppress(aiohttp.ClientError):
-            async with session.get(f"http://127.0.0.1:{port}/health/ready") as response:
-                if response.status == 200:
-                    return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"llmux not ready within {timeout}s:\n{log_path.read_text()}")
+    """Poll `/health/ready` on `port` until 200 (10 s at most); fail early if llmux exits."""
+    try:
+        async with asyncio.timeout(10.0):
+            while not await _ready(session, port):
+                if process.poll() is not None:
+                    code = process.returncode
+                    raise AssertionError(f"llmux exited with {code}:\n{_log(log_path)}")
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"llmux not ready within 10s:\n{_log(log_path)}") from None
+
+
+async def _ready(session: aiohttp.ClientSession, port: int) -> bool:
+    try:
+        async with session.get(f"http://127.0.0.1:{port}/health/ready") as response:
+            return response.status == 200
+    except aiohttp.ClientError:
+        return False
+
+
+def _log(path: Path) -> str:
+    return path.read_text(errors="replace")
 
 
 def children(pid: int) -> list[int]:

@@ -84,7 +84,8 @@ def _allow_null(schema: dict[str, Any]) -> None:
 @functools.cache
 def _registry() -> Registry:
     resource = Resource.from_contents(load_spec(), default_specification=DRAFT202012)
-    return Registry().with_resource(_URN, resource)
+    registry: Registry = Registry().with_resource(_URN, resource)
+    return registry
 
 
 @functools.cache

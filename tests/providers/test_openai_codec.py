@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from email.utils import format_datetime
 from datetime import UTC, datetime
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
@@ -220,6 +220,11 @@ class TestDecodeError:
         error = CODEC.decode_error(429, b"{}", {"retry-after-ms": "1500", "retry-after": "9"})
         assert error.retry_after == 1.5
 
+    def test_malformed_retry_after_is_ignored(self) -> None:
+        """A retry-after that is neither seconds nor a date does not break error decoding."""
+        error = CODEC.decode_error(429, b'{"error":{"message":"slow down"}}', {"retry-after": "x"})
+        assert (error.message, error.retry_after) == ("slow down", None)
+
 
 class TestRetryAfter:
     """parse_retry_after reads seconds, milliseconds and HTTP dates."""
@@ -345,7 +350,9 @@ class TestStreams:
         """A Responses stream that ends before response.completed raises."""
         data = (FIXTURES / "responses_stream.sse").read_bytes()
         cut = data[: data.index(b"event: response.completed")]
-        decoder = CODEC.stream_decoder(_call(Endpoint.RESPONSES, _STREAM_BODIES[Endpoint.RESPONSES]))
+        decoder = CODEC.stream_decoder(
+            _call(Endpoint.RESPONSES, _STREAM_BODIES[Endpoint.RESPONSES])
+        )
         decoder.feed(cut)
         with pytest.raises(UpstreamProtocolError):
             decoder.finish()
@@ -374,4 +381,3 @@ def _find_models(value: Any) -> list[str]:
         for item in value:
             found.extend(_find_models(item))
     return sorted(set(found))
-
