@@ -430,7 +430,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_tools(args)
     signal.signal(signal.SIGTERM, terminate)
     cpus = split_cpus(None if args.no_pin else args.pin_cpu)
-    runs = benchmark(args, cpus)
+    try:
+        runs = benchmark(args, cpus)
+    except KeyboardInterrupt:
+        log("interrupted; children stopped")
+        return 130
     rows = _report.with_added_latency(_report.median_rows(runs))
     scenarios = [SCENARIOS[name] for name in args.scenario]
     ratios = _report.ratios(rows, {s.name: s.goals for s in scenarios})
