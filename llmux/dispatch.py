@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from llmux.errors import LlmuxError, NoDeploymentAvailable, UpstreamError
@@ -20,7 +20,7 @@ from llmux.routing import Deployment, RoutingTable, attempt_order
 from llmux.types import Usage
 from llmux.upstream.base import Timeouts, Transport, UpstreamResponse
 
-__all__ = ["Binding", "CallRecord", "Dispatcher", "OpenStream"]
+__all__ = ["Binding", "CallRecord", "Dispatcher", "OpenStream", "Write"]
 
 _BACKOFF_BASE = 0.05
 _BACKOFF_CAP = 2.0
@@ -156,14 +156,13 @@ class Dispatcher:
                 response.release()
             raise binding.provider.decode_error(response.status, body, response.headers)
         decoder = binding.provider.stream_decoder(call)
-        chunks = response.iter_chunks()
         try:
-            first = await _first_frames(chunks, decoder)
+            first = await _first_frames(response, decoder)
         except BaseException:
-            await _close_quietly(chunks, response)
+            response.release()
             raise
         record.deployment = binding.deployment.id
-        return OpenStream(response, decoder, chunks, first)
+        return OpenStream(response, decoder, first)
 
     def _observe_attempt(self, binding: Binding, started: float, outcome: str) -> None:
         self._metrics.observe_attempt(binding.deployment.id, outcome, time.perf_counter() - started)
@@ -182,21 +181,12 @@ class Dispatcher:
             )
 
 
-async def _first_frames(chunks: AsyncIterator[bytes], decoder: StreamDecoder) -> list[bytes]:
-    async for chunk in chunks:
+async def _first_frames(response: UpstreamResponse, decoder: StreamDecoder) -> list[bytes]:
+    while chunk := await response.read_chunk():
         frames = decoder.feed(chunk)
         if frames:
             return frames
     return decoder.finish()
-
-
-async def _close_quietly(chunks: AsyncIterator[bytes], response: UpstreamResponse) -> None:
-    aclose = getattr(chunks, "aclose", None)
-    try:
-        if aclose is not None:
-            await aclose()
-    finally:
-        response.release()
 
 
 def _exhausted(last: UpstreamError | None) -> LlmuxError:
@@ -205,40 +195,43 @@ def _exhausted(last: UpstreamError | None) -> LlmuxError:
     return NoDeploymentAvailable("No deployment could take the request.")
 
 
-class OpenStream:
-    """A stream whose first frames are ready; iterate `frames()` to relay the rest."""
+Write = Callable[[bytes], Awaitable[object]]
+"""Sends bytes to the client (the HTTP layer's `StreamResponse.write`)."""
 
-    __slots__ = ("_chunks", "_first", "_response", "decoder", "error")
+
+class OpenStream:
+    """A stream whose first frames are ready; `relay()` sends them and the rest."""
+
+    __slots__ = ("_first", "_response", "decoder", "error")
 
     def __init__(
-        self,
-        response: UpstreamResponse,
-        decoder: StreamDecoder,
-        chunks: AsyncIterator[bytes],
-        first: list[bytes],
+        self, response: UpstreamResponse, decoder: StreamDecoder, first: list[bytes]
     ) -> None:
         self._response = response
-        self._chunks = chunks
         self._first = first
         self.decoder = decoder
         self.error: LlmuxError | None = None
 
-    async def frames(self) -> AsyncGenerator[bytes, None]:
-        """Client-ready bytes, one batch per upstream read; ends with [DONE] or an error frame."""
-        yield b"".join(self._first)
+    async def relay(self, write: Write) -> None:
+        """Send every frame, one write per upstream read; end with [DONE] or an error frame.
+
+        Client write failures (a disconnect) propagate to the caller, which must `close()`.
+        """
+        decoder, read_chunk = self.decoder, self._response.read_chunk
+        await write(b"".join(self._first))
         try:
-            async for chunk in self._chunks:
-                frames = self.decoder.feed(chunk)
+            while chunk := await read_chunk():
+                frames = decoder.feed(chunk)
                 if frames:
-                    yield b"".join(frames) if len(frames) > 1 else frames[0]
-            closing = self.decoder.finish()
+                    await write(frames[0] if len(frames) == 1 else b"".join(frames))
+            closing = decoder.finish()
         except LlmuxError as error:
             self.error = error
-            yield self.decoder.error_frame(error)
+            await write(decoder.error_frame(error))
             return
         if closing:
-            yield b"".join(closing)
+            await write(b"".join(closing))
 
-    async def close(self) -> None:
+    def close(self) -> None:
         """Release the upstream connection; safe on every exit path, including disconnects."""
-        await _close_quietly(self._chunks, self._response)
+        self._response.release()

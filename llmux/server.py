@@ -7,7 +7,6 @@ transports directly (dispatch does).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -129,14 +128,12 @@ async def _relay_stream(
     response = web.StreamResponse(status=200, headers=_SSE_HEADERS)
     try:
         await response.prepare(request)
-        async with contextlib.aclosing(stream.frames()) as frames:
-            async for data in frames:
-                await response.write(data)
+        await stream.relay(response.write)
     except ConnectionResetError:
         # The client went away; the finally block still frees the upstream connection.
         record.client_closed = True
     finally:
-        await stream.close()
+        stream.close()
         runtime.dispatcher.finish_stream(call, record, stream)
     return response
 

@@ -27,6 +27,7 @@ __all__ = ["OpenAIProvider", "parse_retry_after"]
 
 _NULL: Final = msgspec.Raw(b"null")
 _EMPTY_LIST: Final = b"[]"
+_COMMA_USAGE_NULL: Final = b',"usage":null'
 _INCLUDE_USAGE: Final = msgspec.Raw(b'{"include_usage":true}')
 _USAGE_STREAMS: Final = frozenset({Endpoint.CHAT, Endpoint.COMPLETIONS})
 _TERMINAL_RESPONSE_EVENTS: Final = frozenset(
@@ -167,19 +168,43 @@ def stream_error_payload(error: LlmuxError) -> bytes:
 
 
 class _ChunkStream:
-    """Relays chat.completion.chunk / text_completion frames, fixing model and usage."""
+    """Relays chat.completion.chunk / text_completion frames, fixing model and usage.
 
-    __slots__ = ("_call", "_done", "_include_usage", "_last", "_parser", "usage")
+    Frames are decoded one level deep until the first one shows how the upstream spells its
+    model. After that, an upstream read made only of whole single-line `data:` events with no
+    usage object and no error takes a byte-level fast path: the model is swapped in place and a
+    `,"usage":null` the client did not ask for is cut out. Both patterns can only occur
+    unescaped as JSON keys, never inside a string value, so the swap cannot touch content.
+    Anything else (usage, errors, [DONE], split events, CRs) goes through the full decode.
+    """
+
+    __slots__ = (
+        "_call",
+        "_done",
+        "_include_usage",
+        "_last",
+        "_model_in",
+        "_model_out",
+        "_model_raw",
+        "_parser",
+        "usage",
+    )
 
     def __init__(self, call: Call) -> None:
         self._call = call
         self._include_usage = call.include_usage
+        self._model_raw = call.model_raw
         self._parser = SSEParser()
         self._done = False
         self._last: bytes | None = None
+        self._model_in: bytes | None = None
+        self._model_out = b""
         self.usage: Usage | None = None
 
     def feed(self, chunk: bytes) -> list[bytes]:
+        fast = self._fast(chunk)
+        if fast is not None:
+            return [fast]
         frames: list[bytes] = []
         for event in self._parser.feed(chunk):
             frame = self._relay(event.data)
@@ -197,12 +222,43 @@ class _ChunkStream:
     def error_frame(self, error: LlmuxError) -> bytes:
         return data_frame(stream_error_payload(error))
 
+    def _fast(self, chunk: bytes) -> bytes | None:
+        """The patched chunk, or None when it needs event-by-event decoding."""
+        model_in = self._model_in
+        if model_in is None or self._done or not self._parser.idle:
+            return None
+        events = chunk.count(b"\n\n")
+        if (
+            not events
+            or not chunk.startswith(b"data: ")
+            or not chunk.endswith(b"\n\n")
+            or chunk.count(b"\n") != 2 * events
+            or chunk.count(b"\n\ndata: ") != events - 1
+            or chunk.count(model_in) != events
+            or b"\r" in chunk
+            or b"[DONE]" in chunk
+            or b'"error"' in chunk
+        ):
+            return None
+        usages = chunk.count(b'"usage"')
+        if usages:
+            if chunk.count(_COMMA_USAGE_NULL) != usages:
+                return None
+            if not self._include_usage:
+                chunk = chunk.replace(_COMMA_USAGE_NULL, b"")
+        start = chunk.rfind(b"\n\ndata: ", 0, len(chunk) - 2)
+        self._last = chunk[start + 8 if start >= 0 else 6 : -2]
+        return chunk.replace(model_in, self._model_out)
+
     def _relay(self, payload: bytes) -> bytes | None:
         if self._done:
             return None
         if payload.startswith(b"[DONE]"):
             self._done = True
             return None
+        return self._slow(payload)
+
+    def _slow(self, payload: bytes) -> bytes | None:
         try:
             body = decode_body(payload)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -218,8 +274,19 @@ class _ChunkStream:
             if body.get("choices") == msgspec.Raw(_EMPTY_LIST):
                 return None
         if "model" in body:
-            body["model"] = self._call.model_raw
+            self._learn_model(payload, body["model"])
+            body["model"] = self._model_raw
         return data_frame(encode_body(body))
+
+    def _learn_model(self, payload: bytes, raw: msgspec.Raw) -> None:
+        if self._model_in is not None:
+            return
+        for separator in (b":", b": "):
+            pattern = b'"model"' + separator + bytes(raw)
+            if pattern in payload:
+                self._model_in = pattern
+                self._model_out = b'"model"' + separator + bytes(self._model_raw)
+                return
 
     def _ended_cleanly(self) -> bool:
         """Servers that omit [DONE] still finish with a finish_reason or a usage chunk."""

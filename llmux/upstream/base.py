@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -34,8 +34,8 @@ class UpstreamResponse(Protocol):
         """The whole body (non-streaming), within the call's total deadline."""
         ...
 
-    def iter_chunks(self) -> AsyncIterator[bytes]:
-        """Body bytes as they arrive; raises `UpstreamTimeout` after `idle` seconds of silence."""
+    async def read_chunk(self) -> bytes:
+        """The next body bytes as they arrive, b"" at the end; `UpstreamTimeout` after `idle`."""
         ...
 
     def release(self) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 
 import aiohttp
 from yarl import URL
@@ -179,15 +179,15 @@ class _HttpResponse:
         self._done = True
         return body
 
-    async def iter_chunks(self) -> AsyncIterator[bytes]:
-        readany = self._response.content.readany
+    async def read_chunk(self) -> bytes:
         try:
-            while chunk := await readany():
-                yield chunk
+            chunk = await self._response.content.readany()
         except _TRANSPORT_ERRORS as exc:
             hint = f"no stream data for {self._timeouts.idle:g}s"
             raise translate_transport_error(exc, self._url, hint) from exc
-        self._done = True
+        if not chunk:
+            self._done = True
+        return chunk
 
     def release(self) -> None:
         if self._done:

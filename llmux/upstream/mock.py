@@ -345,12 +345,14 @@ class _Response:
             return self._body
         return b"".join([chunk async for chunk in self._stream])
 
-    async def iter_chunks(self) -> AsyncIterator[bytes]:
+    async def read_chunk(self) -> bytes:
         if self._stream is None:
-            yield self._body
-            return
-        async for chunk in self._stream:
-            yield chunk
+            body, self._body = self._body, b""
+            return body
+        try:
+            return await anext(self._stream)
+        except StopAsyncIteration:
+            return b""
 
     def release(self) -> None:
         return None

@@ -381,3 +381,63 @@ def _find_models(value: Any) -> list[str]:
         for item in value:
             found.extend(_find_models(item))
     return sorted(set(found))
+
+
+def _frames_of(fixture: str) -> list[bytes]:
+    text = (FIXTURES / fixture).read_bytes()
+    return [block + b"\n\n" for block in text.split(b"\n\n") if block.strip()]
+
+
+def _payloads(frames: list[bytes]) -> list[Any]:
+    return [
+        _json(event.data)
+        for frame in frames
+        for event in SSEParser().feed(frame)
+        if event.data != b"[DONE]"
+    ]
+
+
+class TestStreamFastPath:
+    """Reads of whole frames take the byte-level path; it must match the decoding path."""
+
+    @pytest.mark.parametrize("include_usage", [False, True], ids=["no-usage", "usage"])
+    @pytest.mark.parametrize("fixture", ["chat_stream.sse", "chat_tools_stream.sse"])
+    def test_frame_by_frame_equals_whole(self, fixture: str, include_usage: bool) -> None:
+        """One frame per read (the fast path) relays the same JSON and usage as one big read."""
+        options = b',"stream_options":{"include_usage":true}' if include_usage else b""
+        call = _call(Endpoint.CHAT, _CHAT + b',"stream":true' + options + b"}")
+        by_frame, usage_by_frame = _relay(call, _frames_of(fixture))
+        whole, usage_whole = _relay(call, [(FIXTURES / fixture).read_bytes()])
+        assert _payloads(by_frame) == _payloads(whole)
+        assert usage_by_frame == usage_whole
+        assert by_frame[-1] == DONE_FRAME
+
+    def test_several_frames_in_one_read_are_all_patched(self) -> None:
+        """A read holding several whole frames gets the client's model in each of them."""
+        frames = _frames_of("chat_stream.sse")
+        call = _call(Endpoint.CHAT, _STREAM_BODIES[Endpoint.CHAT])
+        relayed, _ = _relay(call, [frames[0], b"".join(frames[1:4]), b"".join(frames[4:])])
+        payloads = _payloads(relayed)
+        assert {payload["model"] for payload in payloads} == {"smart"}
+        assert all("usage" not in payload for payload in payloads)
+        assert "".join(p["choices"][0]["delta"].get("content") or "" for p in payloads) == (
+            "Hello! How can I help?"
+        )
+
+    def test_content_that_looks_like_a_key_is_untouched(self) -> None:
+        """Text quoting `"model":"..."` or `"usage":null` inside content is never rewritten."""
+        first, second = _frames_of("chat_stream.sse")[:2]
+        upstream_model = b"gpt-4o-mini-2024-07-18"
+        sneaky = json.dumps(
+            {"content": f'"model":"{upstream_model.decode()}","usage":null data: x'}
+        ).encode()
+        second = second.replace(b'{"content":"Hello"}', sneaky)
+        call = _call(Endpoint.CHAT, _STREAM_BODIES[Endpoint.CHAT])
+        decoder = CODEC.stream_decoder(call)
+        decoder.feed(first)
+        relayed = decoder.feed(second)
+        payload = _payloads(relayed)[0]
+        assert payload["model"] == "smart"
+        assert payload["choices"][0]["delta"]["content"] == (
+            f'"model":"{upstream_model.decode()}","usage":null data: x'
+        )
