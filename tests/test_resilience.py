@@ -131,6 +131,18 @@ async def test_idle_timeout_mid_stream_ends_with_error_event(
     assert error["code"] == "upstream_timeout"
 
 
+async def test_slow_stream_within_idle_limit_is_not_cut(
+    quick_gateway: Gateway, upstream: FakeUpstream
+) -> None:
+    """Frames 100 ms apart outlive a 200 ms idle limit many times over and still complete."""
+    frames = sse_frames("chat_stream.sse")
+    upstream.enqueue(Stream(frames, delay=0.1))
+    reply = await stream_raw(quick_gateway)
+    assert reply.status == 200
+    assert reply.body.endswith(b"data: [DONE]\n\n")
+    assert b'"error"' not in reply.body
+
+
 async def test_idle_timeout_mid_stream_raises_in_the_sdk(
     quick_gateway: Gateway, upstream: FakeUpstream
 ) -> None:

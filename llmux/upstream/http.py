@@ -4,7 +4,8 @@ Every aiohttp and asyncio failure is translated to `llmux.errors` here and nowhe
 (`translate_transport_error`). Non-streams are bounded by one timer: `connect` plus
 min(`first_byte`, `total`) for the whole exchange (an upstream sends nothing before it has the
 whole answer). Streams get no total timeout (aiohttp's default of 300 s would cut long
-generations): `first_byte` bounds the wait for response headers, `idle` each gap between reads.
+generations): `first_byte` bounds the wait for response headers, `idle` each gap between reads
+(enforced by a self-re-arming watchdog rather than a timer per read).
 """
 
 from __future__ import annotations
@@ -125,7 +126,8 @@ class HttpTransport:
         except _TRANSPORT_ERRORS as exc:
             hint = _hint(timeouts, request.stream)
             raise translate_transport_error(exc, request.url, hint) from exc
-        return _HttpResponse(response, request.url, timeouts)
+        watchdog = _IdleWatchdog(response, timeouts.idle) if request.stream else None
+        return _HttpResponse(response, request.url, timeouts, watchdog)
 
     def _url(self, text: str) -> URL:
         """Parsed URLs, kept: the set of upstream URLs is small and parsing is not free."""
@@ -141,9 +143,8 @@ class HttpTransport:
         found = self._timeouts.get(key)
         if found is None:
             if stream:
-                found = aiohttp.ClientTimeout(
-                    total=None, sock_connect=timeouts.connect, sock_read=timeouts.idle
-                )
+                # The idle limit is enforced by `_IdleWatchdog`, not aiohttp's sock_read.
+                found = aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect)
             else:
                 # One timer for the whole exchange; a per-read timer costs a reschedule per read.
                 found = aiohttp.ClientTimeout(
@@ -160,13 +161,54 @@ def _hint(timeouts: Timeouts, stream: bool) -> str:
     return f"no complete answer within {limit:g}s"
 
 
-class _HttpResponse:
-    __slots__ = ("_done", "_response", "_timeouts", "_url", "headers", "status")
+class _IdleWatchdog:
+    """Fails a stream that stays silent for `idle` seconds.
 
-    def __init__(self, response: aiohttp.ClientResponse, url: str, timeouts: Timeouts) -> None:
+    aiohttp's `sock_read` cancels and re-arms a timer on every read, which measured ~10% of a
+    stream's relay CPU. Here a read only records the time; the one timer re-arms itself when
+    it fires early, so there is one timer per idle period rather than one per read.
+    """
+
+    __slots__ = ("_handle", "_idle", "_loop", "_response", "last_read")
+
+    def __init__(self, response: aiohttp.ClientResponse, idle: float) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._response = response
+        self._idle = idle
+        self.last_read = self._loop.time()
+        self._handle = self._loop.call_at(self.last_read + idle, self._check)
+
+    def touch(self) -> None:
+        """Data arrived: the idle period starts again."""
+        self.last_read = self._loop.time()
+
+    def _check(self) -> None:
+        deadline = self.last_read + self._idle
+        if self._loop.time() < deadline:
+            self._handle = self._loop.call_at(deadline, self._check)
+            return
+        # The same exception aiohttp's own read timeout sets; the reader raises it at once.
+        self._response.content.set_exception(aiohttp.SocketTimeoutError("stream idle"))
+
+    def cancel(self) -> None:
+        """Stop watching (the stream ended or was abandoned)."""
+        self._handle.cancel()
+
+
+class _HttpResponse:
+    __slots__ = ("_done", "_response", "_timeouts", "_url", "_watchdog", "headers", "status")
+
+    def __init__(
+        self,
+        response: aiohttp.ClientResponse,
+        url: str,
+        timeouts: Timeouts,
+        watchdog: _IdleWatchdog | None,
+    ) -> None:
         self._response = response
         self._url = url
         self._timeouts = timeouts
+        self._watchdog = watchdog
         self._done = False
         self.status = response.status
         self.headers: Mapping[str, str] = response.headers
@@ -187,9 +229,13 @@ class _HttpResponse:
             raise translate_transport_error(exc, self._url, hint) from exc
         if not chunk:
             self._done = True
+        elif self._watchdog is not None:
+            self._watchdog.touch()
         return chunk
 
     def release(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         if self._done:
             self._response.release()
         else:
