@@ -73,7 +73,9 @@ class Dispatcher:
         """A non-streaming call: the client's response body."""
         last: UpstreamError | None = None
         for binding in self._plan(call):
-            await self._before_attempt(call, record, last)
+            if record.attempts:
+                await self._before_retry(call, record, last)
+            record.attempts += 1
             started = time.perf_counter()
             try:
                 body, usage = await self._complete_once(call, binding)
@@ -94,7 +96,9 @@ class Dispatcher:
         """A streaming call, opened up to its first client frame (retries end there)."""
         last: UpstreamError | None = None
         for binding in self._plan(call):
-            await self._before_attempt(call, record, last)
+            if record.attempts:
+                await self._before_retry(call, record, last)
+            record.attempts += 1
             started = time.perf_counter()
             try:
                 stream = await self._open_once(call, binding, record)
@@ -121,13 +125,11 @@ class Dispatcher:
         deployments = self._table.lookup(call.model)
         return [self._bindings[d.id] for d in attempt_order(deployments, self._attempts, self._rng)]
 
-    async def _before_attempt(
+    async def _before_retry(
         self, call: Call, record: CallRecord, last: UpstreamError | None
     ) -> None:
-        if record.attempts:
-            self._metrics.observe_retry(call.model)
-            await asyncio.sleep(self._backoff(record.attempts, last))
-        record.attempts += 1
+        self._metrics.observe_retry(call.model)
+        await asyncio.sleep(self._backoff(record.attempts, last))
 
     def _backoff(self, retry: int, last: UpstreamError | None) -> float:
         if last is not None and last.retry_after is not None:

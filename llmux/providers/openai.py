@@ -223,32 +223,48 @@ class _ChunkStream:
         return data_frame(stream_error_payload(error))
 
     def _fast(self, chunk: bytes) -> bytes | None:
-        """The patched chunk, or None when it needs event-by-event decoding."""
-        model_in = self._model_in
-        if model_in is None or self._done or not self._parser.idle:
-            return None
-        events = chunk.count(b"\n\n")
+        """The patched chunk when it holds only whole plain frames, else None (decode it)."""
         if (
-            not events
-            or not chunk.startswith(b"data: ")
+            self._model_in is None
             or not chunk.endswith(b"\n\n")
-            or chunk.count(b"\n") != 2 * events
-            or chunk.count(b"\n\ndata: ") != events - 1
-            or chunk.count(model_in) != events
+            or not self._parser.idle
             or b"\r" in chunk
-            or b"[DONE]" in chunk
-            or b'"error"' in chunk
         ):
             return None
-        usages = chunk.count(b'"usage"')
-        if usages:
-            if chunk.count(_COMMA_USAGE_NULL) != usages:
+        if chunk.find(b"\n") == len(chunk) - 2:
+            return self._patch_frame(chunk)
+        # Several frames in one read: the upstream outpaced the relay.
+        patched = [self._patch_frame(frame + b"\n\n") for frame in chunk[:-2].split(b"\n\n")]
+        if None in patched:
+            return None
+        return b"".join(patched)  # type: ignore[arg-type]
+
+    def _patch_frame(self, frame: bytes) -> bytes | None:
+        """One single-line `data: {...}\\n\\n` frame with the model swapped, or None."""
+        model_in = self._model_in
+        if (
+            model_in is None
+            or not frame.startswith(b"data: {")
+            or frame.find(b"\n") != len(frame) - 2
+            or b'"error"' in frame
+        ):
+            return None
+        at = frame.find(model_in)
+        if at < 0 or frame.find(model_in, at + 1) >= 0:
+            return None
+        usage = frame.find(b'"usage"')
+        if usage >= 0:
+            if (
+                not frame.startswith(_COMMA_USAGE_NULL, usage - 1)
+                or frame.find(b'"usage"', usage + 1) >= 0
+            ):
                 return None
             if not self._include_usage:
-                chunk = chunk.replace(_COMMA_USAGE_NULL, b"")
-        start = chunk.rfind(b"\n\ndata: ", 0, len(chunk) - 2)
-        self._last = chunk[start + 8 if start >= 0 else 6 : -2]
-        return chunk.replace(model_in, self._model_out)
+                frame = frame[: usage - 1] + frame[usage - 1 + len(_COMMA_USAGE_NULL) :]
+                if usage < at:
+                    at -= len(_COMMA_USAGE_NULL)
+        self._last = frame
+        return frame[:at] + self._model_out + frame[at + len(model_in) :]
 
     def _relay(self, payload: bytes) -> bytes | None:
         if self._done:
@@ -294,7 +310,8 @@ class _ChunkStream:
             return True
         if self._last is None:
             return False
-        choices = decode_body(self._last).get("choices")
+        last = self._last.removeprefix(b"data: ").rstrip(b"\n")
+        choices = decode_body(last).get("choices")
         if choices is None:
             return False
         try:
