@@ -12,6 +12,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from llmux.errors import LlmuxError, NoDeploymentAvailable, UpstreamError
 from llmux.metrics import Metrics
@@ -21,6 +22,8 @@ from llmux.types import Usage
 from llmux.upstream.base import Timeouts, Transport, UpstreamResponse
 
 __all__ = ["Binding", "CallRecord", "Dispatcher", "OpenStream", "Write"]
+
+T = TypeVar("T")
 
 _BACKOFF_BASE = 0.05
 _BACKOFF_CAP = 2.0
@@ -71,6 +74,25 @@ class Dispatcher:
 
     async def complete(self, call: Call, record: CallRecord) -> bytes:
         """A non-streaming call: the client's response body."""
+        started, (body, usage) = await self._with_retries(call, record, self._complete_once)
+        record.upstream_seconds = time.perf_counter() - started
+        self._finish(call, record, usage)
+        return body
+
+    async def open_stream(self, call: Call, record: CallRecord) -> OpenStream:
+        """A streaming call, opened up to its first client frame (retries end there)."""
+        _, stream = await self._with_retries(call, record, self._open_once)
+        record.first_frame_seconds = time.perf_counter() - record.started
+        self._metrics.observe_first_token(call.model, record.first_frame_seconds)
+        return stream
+
+    async def _with_retries(
+        self, call: Call, record: CallRecord, attempt: Callable[[Call, Binding], Awaitable[T]]
+    ) -> tuple[float, T]:
+        """Run `attempt` on the planned deployments until one succeeds or fails for good.
+
+        Returns when the successful attempt started, and its result.
+        """
         last: UpstreamError | None = None
         for binding in self._plan(call):
             if record.attempts:
@@ -78,7 +100,7 @@ class Dispatcher:
             record.attempts += 1
             started = time.perf_counter()
             try:
-                body, usage = await self._complete_once(call, binding)
+                result = await attempt(call, binding)
             except UpstreamError as error:
                 self._observe_attempt(binding, started, "error")
                 if not error.retryable:
@@ -87,33 +109,7 @@ class Dispatcher:
                 continue
             self._observe_attempt(binding, started, "success")
             record.deployment = binding.deployment.id
-            record.upstream_seconds = time.perf_counter() - started
-            self._finish(call, record, usage)
-            return body
-        raise _exhausted(last)
-
-    async def open_stream(self, call: Call, record: CallRecord) -> OpenStream:
-        """A streaming call, opened up to its first client frame (retries end there)."""
-        last: UpstreamError | None = None
-        for binding in self._plan(call):
-            if record.attempts:
-                await self._before_retry(call, record, last)
-            record.attempts += 1
-            started = time.perf_counter()
-            try:
-                stream = await self._open_once(call, binding, record)
-            except UpstreamError as error:
-                self._observe_attempt(binding, started, "error")
-                if not error.retryable:
-                    raise
-                last = error
-                continue
-            self._observe_attempt(binding, started, "success")
-            record.first_frame_seconds = time.perf_counter() - record.started
-            self._metrics.time_to_first_token.labels(self._metrics.group_label(call.model)).observe(
-                record.first_frame_seconds
-            )
-            return stream
+            return started, result
         raise _exhausted(last)
 
     def finish_stream(self, call: Call, record: CallRecord, stream: OpenStream) -> None:
@@ -148,7 +144,7 @@ class Dispatcher:
             raise binding.provider.decode_error(response.status, body, response.headers)
         return binding.provider.decode_response(call, body)
 
-    async def _open_once(self, call: Call, binding: Binding, record: CallRecord) -> OpenStream:
+    async def _open_once(self, call: Call, binding: Binding) -> OpenStream:
         prepared = binding.provider.encode_request(call, binding.target)
         response = await binding.transport.send(prepared, binding.timeouts)
         if response.status >= 400:
@@ -163,7 +159,6 @@ class Dispatcher:
         except BaseException:
             response.release()
             raise
-        record.deployment = binding.deployment.id
         return OpenStream(response, decoder, first)
 
     def _observe_attempt(self, binding: Binding, started: float, outcome: str) -> None:
