@@ -105,24 +105,19 @@ class HttpTransport:
             raise RuntimeError("HttpTransport.start() was not awaited")
         url = self._url(request.url)
         client_timeout = self._client_timeout(timeouts, request.stream)
+        pending = session.request(
+            request.method,
+            url,
+            headers=request.headers,
+            data=request.body,
+            timeout=client_timeout,
+        )
         try:
             if request.stream:
                 async with asyncio.timeout(timeouts.first_byte):
-                    response = await session.request(
-                        request.method,
-                        url,
-                        headers=request.headers,
-                        data=request.body,
-                        timeout=client_timeout,
-                    )
+                    response = await pending
             else:
-                response = await session.request(
-                    request.method,
-                    url,
-                    headers=request.headers,
-                    data=request.body,
-                    timeout=client_timeout,
-                )
+                response = await pending
         except _TRANSPORT_ERRORS as exc:
             hint = _hint(timeouts, request.stream)
             raise translate_transport_error(exc, request.url, hint) from exc
