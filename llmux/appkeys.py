@@ -9,11 +9,9 @@ from llmux.dispatch import CallRecord
 from llmux.lifecycle import Lifecycle
 from llmux.metrics import Metrics
 from llmux.runtime import RuntimeHolder
-from llmux.upstream import HttpTransport
 
 __all__ = [
     "AUTHENTICATOR",
-    "HTTP_TRANSPORT",
     "LIFECYCLE",
     "METRICS",
     "PRINCIPAL",
@@ -26,7 +24,6 @@ RUNTIME = web.AppKey("runtime", RuntimeHolder)
 METRICS = web.AppKey("metrics", Metrics)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
-HTTP_TRANSPORT = web.AppKey("http_transport", HttpTransport)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 RECORD = web.RequestKey("record", CallRecord)

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 import structlog
 
-__all__ = ["AccessLog", "bind_request", "clear_request", "configure", "get_logger", "redact"]
+__all__ = ["AccessLog", "bind_request", "configure", "get_logger", "redact"]
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
 _LEVELS["error"] = logging.ERROR
@@ -76,11 +76,6 @@ def get_logger(name: str = "llmux") -> Any:
 def bind_request(request_id: str) -> None:
     """Attach the request id to every log line emitted while serving this request."""
     structlog.contextvars.bind_contextvars(request_id=request_id)
-
-
-def clear_request() -> None:
-    """Forget request-scoped log fields."""
-    structlog.contextvars.clear_contextvars()
 
 
 class AccessLog:

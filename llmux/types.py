@@ -6,7 +6,7 @@ Imports msgspec only.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import msgspec
 
@@ -61,4 +61,3 @@ class PreparedRequest:
     headers: dict[str, str]
     body: bytes | None = None
     stream: bool = False
-    meta: dict[str, str] = field(default_factory=dict)

@@ -47,7 +47,7 @@ def context_middleware(metrics: Metrics, access_log: AccessLog) -> Middleware:
         record = CallRecord()
         request[REQUEST_ID] = request_id
         request[RECORD] = record
-        # No clear at the end: the next request on this connection binds its own id first.
+        # Never cleared: the next request on a kept-alive connection binds its own id first.
         bind_request(request_id)
         metrics.in_flight.inc()
         status = 500
