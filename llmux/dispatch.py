@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from llmux.errors import LlmuxError, NoDeploymentAvailable, UpstreamError
+from llmux.errors import InvalidRequest, LlmuxError, NoDeploymentAvailable, UpstreamError
 from llmux.metrics import Metrics
 from llmux.providers.base import Call, Provider, StreamDecoder, Target
 from llmux.routing import Deployment, RoutingTable, attempt_order
@@ -119,7 +119,15 @@ class Dispatcher:
 
     def _plan(self, call: Call) -> list[Binding]:
         deployments = self._table.lookup(call.model)
-        return [self._bindings[d.id] for d in attempt_order(deployments, self._attempts, self._rng)]
+        able = [d for d in deployments if call.endpoint in self._bindings[d.id].provider.endpoints]
+        if not able:
+            raise InvalidRequest(
+                f"The model `{call.model}` cannot serve /v1{call.endpoint.value}: its provider"
+                f" ({self._bindings[deployments[0].id].target.provider}) does not support it.",
+                param="model",
+                code="unsupported_endpoint_for_model",
+            )
+        return [self._bindings[d.id] for d in attempt_order(able, self._attempts, self._rng)]
 
     async def _before_retry(
         self, call: Call, record: CallRecord, last: UpstreamError | None

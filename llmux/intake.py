@@ -31,7 +31,7 @@ _NULL = msgspec.Raw(b"null")
 _MISSING = re.compile(r"missing required field `([^`]+)`")
 
 
-def parse_call(endpoint: Endpoint, data: bytes, request_id: str) -> Call:
+def parse_call(endpoint: Endpoint, data: bytes, request_id: str, created: int = 0) -> Call:
     """Validate `data` for `endpoint` and return the call every attempt will use."""
     if not data.strip():
         raise InvalidRequest("The request body is empty; expected a JSON object.")
@@ -47,7 +47,7 @@ def parse_call(endpoint: Endpoint, data: bytes, request_id: str) -> Call:
     if stream and endpoint is Endpoint.EMBEDDINGS:
         raise InvalidRequest("Embeddings cannot be streamed.", param="stream")
     include_usage = _include_usage(body) if stream else False
-    return Call(endpoint, model, body, stream, include_usage, request_id)
+    return Call(endpoint, model, body, stream, include_usage, request_id, created)
 
 
 def _model(body: RawBody) -> str:

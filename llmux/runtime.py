@@ -77,6 +77,9 @@ def build_runtime(loaded: LoadedConfig, http: HttpTransport, metrics: Metrics) -
                 api_key=provider.api_key,
                 upstream_model=deployment.upstream_model,
                 headers=provider.headers,
+                api_version=provider.api_version,
+                max_output_tokens=deployment.entry.max_output_tokens,
+                thinking_budget=deployment.entry.thinking_budget,
             ),
             timeouts=Timeouts(
                 connect=provider.timeouts.connect,

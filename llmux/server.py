@@ -7,6 +7,7 @@ transports directly (dispatch does).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -88,7 +89,7 @@ async def _serve_call(request: web.Request, endpoint: Endpoint) -> web.StreamRes
         raise ServiceUnavailable("The gateway is shutting down; retry on another replica.")
     runtime = request.app[RUNTIME].current
     data = await _read_body(request, runtime)
-    call = parse_call(endpoint, data, request[REQUEST_ID])
+    call = parse_call(endpoint, data, request[REQUEST_ID], int(time.time()))
     record = request[RECORD]
     record.model = call.model
     if not call.stream:

@@ -100,6 +100,8 @@ class ModelEntry(_Section, frozen=True):
     output_cost_per_million: float | None = None
     tags: tuple[str, ...] = ()
     order: int | None = None
+    max_output_tokens: int | None = None
+    thinking_budget: int | None = None
 
 
 class ProviderConfig(_Section, frozen=True):
@@ -109,6 +111,7 @@ class ProviderConfig(_Section, frozen=True):
     type: ProviderType
     api_key: str | None = None
     base_url: str | None = None
+    api_version: str | None = None
     models: tuple[str | ModelEntry, ...] = ()
     headers: dict[str, str] = msgspec.field(default_factory=dict)
     timeouts: TimeoutsConfig = TimeoutsConfig()

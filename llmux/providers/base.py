@@ -28,6 +28,8 @@ class Call:
     stream: bool
     include_usage: bool
     request_id: str
+    created: int = 0
+    """Unix seconds when the gateway received the call; codecs stamp synthesized responses."""
 
     @property
     def model_raw(self) -> msgspec.Raw:
@@ -44,6 +46,12 @@ class Target:
     api_key: str | None
     upstream_model: str
     headers: Mapping[str, str]
+    api_version: str | None = None
+    """Azure `api-version`, Anthropic `anthropic-version`; None means the codec's default."""
+    max_output_tokens: int | None = None
+    """Output cap sent when the client gives none (Anthropic requires one)."""
+    thinking_budget: int | None = None
+    """Token budget for extended thinking when the client asks for reasoning; None = off."""
 
 
 class StreamDecoder(Protocol):
@@ -66,6 +74,9 @@ class StreamDecoder(Protocol):
 
 class Provider(Protocol):
     """One upstream dialect: builds requests and turns answers into OpenAI-shaped bytes."""
+
+    endpoints: frozenset[Endpoint]
+    """The client endpoints this codec can serve; others get a 400 before any upstream call."""
 
     def encode_request(self, call: Call, target: Target) -> PreparedRequest:
         """Build the upstream request for `call` sent to `target`."""

@@ -92,6 +92,8 @@ class OpenAIProvider:
 
     __slots__ = ()
 
+    endpoints = frozenset(Endpoint)
+
     def encode_request(self, call: Call, target: Target) -> PreparedRequest:
         """Patch `model` (and `stream_options` for streams) into the client's body."""
         body = dict(call.body)
