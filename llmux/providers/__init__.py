@@ -1,5 +1,6 @@
 """Provider codecs, one per upstream dialect, looked up by config `type` in `REGISTRY`."""
 
+from llmux.providers.azure import AzureProvider
 from llmux.providers.base import Call, Provider, StreamDecoder, Target
 from llmux.providers.openai import OpenAIProvider
 
@@ -9,6 +10,7 @@ REGISTRY: dict[str, Provider] = {
     "openai": OpenAIProvider(),
     "openai-compatible": OpenAIProvider(),
     "mock": OpenAIProvider(),
+    "azure": AzureProvider(),
 }
 """Config `type` -> codec. `mock` speaks the OpenAI dialect to an in-process transport."""
 

@@ -27,6 +27,7 @@ __all__ = ["OpenAIProvider", "parse_retry_after"]
 
 _NULL: Final = msgspec.Raw(b"null")
 _EMPTY_LIST: Final = b"[]"
+_EMPTY_STRING: Final = msgspec.Raw(b'""')
 _COMMA_USAGE_NULL: Final = b',"usage":null'
 _INCLUDE_USAGE: Final = msgspec.Raw(b'{"include_usage":true}')
 _USAGE_STREAMS: Final = frozenset({Endpoint.CHAT, Endpoint.COMPLETIONS})
@@ -297,7 +298,8 @@ class _ChunkStream:
         return data_frame(encode_body(body))
 
     def _learn_model(self, payload: bytes, raw: msgspec.Raw) -> None:
-        if self._model_in is not None:
+        # Azure's leading prompt-filter chunk names no model (""): learn from a real one.
+        if self._model_in is not None or raw == _EMPTY_STRING:
             return
         for separator in (b":", b": "):
             pattern = b'"model"' + separator + bytes(raw)

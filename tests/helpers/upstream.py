@@ -65,6 +65,7 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    query: dict[str, str] = field(default_factory=dict)
 
     @property
     def json(self) -> Any:
@@ -113,7 +114,9 @@ class FakeUpstream:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        self.received.append(Received(request.method, request.path, dict(request.headers), body))
+        self.received.append(
+            Received(request.method, request.path, dict(request.headers), body, dict(request.query))
+        )
         if self.script:
             return await self._perform(request, self.script.popleft())
         return await self._perform(request, self._default(request.path, body))
