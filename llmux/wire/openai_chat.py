@@ -19,8 +19,10 @@ __all__ = [
     "ChatMessage",
     "ChatRequest",
     "ContentPart",
+    "ExtraContent",
     "FunctionCall",
     "FunctionDefinition",
+    "GoogleExtra",
     "ImagePart",
     "ImageURL",
     "JSONSchemaFormat",
@@ -70,12 +72,32 @@ class FunctionCall(msgspec.Struct):
     arguments: str
 
 
+class GoogleExtra(msgspec.Struct):
+    """`extra_content.google` of a tool call (Google's OpenAI-compatible convention)."""
+
+    thought_signature: str | None = None
+
+
+class ExtraContent(msgspec.Struct):
+    """`extra_content` of a tool call: vendor data a client echoes back unchanged."""
+
+    google: GoogleExtra | None = None
+
+
 class ToolCall(msgspec.Struct):
     """One tool call in an assistant message."""
 
     id: str
     function: FunctionCall
     type: str = "function"
+    extra_content: ExtraContent | None = None
+    """Gemini's thought signature rides here, as Google's own OpenAI endpoint sends it."""
+
+    @property
+    def thought_signature(self) -> str | None:
+        """The Gemini thought signature echoed back with this call, if any."""
+        google = self.extra_content.google if self.extra_content is not None else None
+        return google.thought_signature if google is not None else None
 
 
 class ChatMessage(msgspec.Struct):
@@ -94,7 +116,8 @@ class FunctionDefinition(msgspec.Struct):
 
     name: str
     description: str | None = None
-    parameters: msgspec.Raw | None = None
+    parameters: msgspec.Raw = msgspec.Raw()
+    """The JSON schema bytes; empty (falsy) when absent. (`Raw | None` cannot decode objects.)"""
     strict: bool | None = None
 
 
@@ -120,7 +143,8 @@ class JSONSchemaFormat(msgspec.Struct):
     """`response_format.json_schema`."""
 
     name: str
-    schema: msgspec.Raw | None = None
+    schema: msgspec.Raw = msgspec.Raw()
+    """The JSON schema bytes; empty (falsy) when absent."""
     strict: bool | None = None
     description: str | None = None
 
