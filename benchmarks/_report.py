@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 CPU_RATIO_MAX = 1.3
+CROSS_CPU_RATIO_MAX = 1.5
 RPS_RATIO_MIN = 0.9
 ADDED_P99_MAX_MS = 5.0
 NOISY_PCT = 5.0
@@ -46,11 +47,16 @@ class Row:
 
 @dataclass(frozen=True)
 class Goals:
-    """Which tracked targets apply to a scenario."""
+    """Which tracked targets apply to a scenario.
+
+    ``cpu_vs`` names another scenario: llmux's CPU per request here, divided by llmux's in
+    that one, must stay at or below ``CROSS_CPU_RATIO_MAX`` (reported when both ran).
+    """
 
     cpu_ratio: bool = True
     rps_ratio: bool = False
     added_p99: bool = False
+    cpu_vs: str | None = None
 
 
 @dataclass(frozen=True)
@@ -121,6 +127,12 @@ def ratios(rows: Sequence[Row], goals: Mapping[str, Goals]) -> list[Ratio]:
             value = llmux.added_p99_ms
             ok = value < ADDED_P99_MAX_MS if goal.added_p99 else None
             out.append(Ratio(scenario, "llmux p99 added over direct (ms)", value, "< 5", ok))
+        base = find(rows, goal.cpu_vs, "llmux") if goal.cpu_vs else None
+        if base and llmux and base.cpu_ms_per_req > 0:
+            value = llmux.cpu_ms_per_req / base.cpu_ms_per_req
+            name = f"{scenario} llmux CPU / {base.scenario} llmux CPU"
+            ok = value <= CROSS_CPU_RATIO_MAX
+            out.append(Ratio(scenario, name, value, f"≤ {CROSS_CPU_RATIO_MAX:g}", ok))
     return out
 
 

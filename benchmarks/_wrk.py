@@ -61,10 +61,10 @@ class LoadResult:
         return self.requests / self.duration_s if self.duration_s else 0.0
 
 
-def chat_body(stream: bool) -> bytes:
-    """The chat request every scenario sends."""
+def chat_body(stream: bool, model: str = "bench-model") -> bytes:
+    """The chat request every scenario sends (``model`` picks the provider in llmux)."""
     body: dict[str, object] = {
-        "model": "bench-model",
+        "model": model,
         "messages": [{"role": "user", "content": "Say hello"}],
     }
     if stream:

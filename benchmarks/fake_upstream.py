@@ -2,7 +2,9 @@
 
 It answers ``POST /v1/chat/completions`` (plain and ``"stream": true``), ``POST /v1/embeddings``,
 ``GET /v1/models`` and ``GET /health``, waiting ``--latency-ms`` before the first byte and
-``--chunk-delay-ms`` between stream frames. ``POST /_bench/config`` changes those settings at run
+``--chunk-delay-ms`` between stream frames. It also speaks Anthropic's Messages API on
+``POST /v1/messages`` (plain and ``"stream": true``, with the same timing) for the
+``anthropic-streaming`` scenario. ``POST /_bench/config`` changes those settings at run
 time, so the harness can keep one upstream (and the proxies' pooled connections to it) across
 scenarios. Bodies are encoded once per model name, so the fake itself costs little CPU.
 
@@ -45,6 +47,12 @@ ERROR_BODY = msgspec.json.encode(
 )
 
 
+ANTHROPIC_ERROR_BODY = msgspec.json.encode(
+    {"type": "error", "error": {"type": "api_error", "message": "Internal server error"}}
+)
+ANTHROPIC_MESSAGE_ID = "msg_01LlmuxBench000000000000"
+
+
 class StreamOptions(msgspec.Struct):
     """The ``stream_options`` object of a chat request."""
 
@@ -57,6 +65,13 @@ class ChatRequest(msgspec.Struct):
     model: str = "bench-model"
     stream: bool = False
     stream_options: StreamOptions | None = None
+
+
+class MessagesRequest(msgspec.Struct):
+    """The few Anthropic Messages request fields the fake reads."""
+
+    model: str = "bench-claude"
+    stream: bool = False
 
 
 class EmbeddingRequest(msgspec.Struct):
@@ -177,6 +192,96 @@ def stream_frames(model: str, chunks: int, include_usage: bool) -> list[bytes]:
     return frames
 
 
+def anthropic_usage(output_tokens: int) -> dict[str, Any]:
+    """An Anthropic ``usage`` object as ``message_start`` and complete messages carry it."""
+    return {
+        "input_tokens": PROMPT_TOKENS,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "output_tokens": output_tokens,
+        "service_tier": "standard",
+    }
+
+
+def message_body(model: str) -> bytes:
+    """A complete Anthropic ``message`` for a non-streaming ``POST /v1/messages``."""
+    return msgspec.json.encode(
+        {
+            "id": ANTHROPIC_MESSAGE_ID,
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [{"type": "text", "text": REPLY}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": anthropic_usage(len(STREAM_TOKENS)),
+        }
+    )
+
+
+def event_frame(event: dict[str, Any]) -> bytes:
+    """One ``event: <type>`` + ``data: {...}`` SSE frame, as the Messages API sends them."""
+    return (
+        b"event: "
+        + str(event["type"]).encode()
+        + b"\ndata: "
+        + msgspec.json.encode(event)
+        + b"\n\n"
+    )
+
+
+def message_stream_frames(model: str, chunks: int) -> list[bytes]:
+    """The writes of one Messages stream, with ``chunks`` (at least 1) ``text_delta`` events.
+
+    The first write carries ``message_start`` (usage with ``output_tokens: 1``, as the API
+    sends), ``content_block_start``, a ``ping`` and the first delta; the tail
+    (``content_block_stop``, ``message_delta`` with the final usage, ``message_stop``) rides on
+    the last delta's write. So a stream makes as many writes as it has deltas, and takes as
+    long as the chat stream with the same ``chunks``.
+    Docs: https://docs.anthropic.com/en/docs/build-with-claude/streaming
+    """
+    chunks = max(chunks, 1)
+    start: dict[str, Any] = {
+        "id": ANTHROPIC_MESSAGE_ID,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": anthropic_usage(1),
+    }
+    head = (
+        event_frame({"type": "message_start", "message": start})
+        + event_frame(
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            }
+        )
+        + event_frame({"type": "ping"})
+    )
+    frames = []
+    for i in range(chunks):
+        token = STREAM_TOKENS[i % len(STREAM_TOKENS)]
+        delta = {"type": "text_delta", "text": token}
+        frames.append(event_frame({"type": "content_block_delta", "index": 0, "delta": delta}))
+    frames[0] = head + frames[0]
+    frames[-1] += (
+        event_frame({"type": "content_block_stop", "index": 0})
+        + event_frame(
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": chunks},
+            }
+        )
+        + event_frame({"type": "message_stop"})
+    )
+    return frames
+
+
 def embedding_body(model: str, count: int, dims: int) -> bytes:
     """A ``list`` of ``count`` embeddings with ``dims`` deterministic floats each."""
     vector = [round(math.sin(i) * 0.05, 6) for i in range(dims)]
@@ -227,7 +332,9 @@ async def decode(request: web.Request, kind: type[T]) -> T:
         raise web.HTTPBadRequest(text=str(exc)) from exc
 
 
-async def wait_and_maybe_fail(settings: Settings) -> web.Response | None:
+async def wait_and_maybe_fail(
+    settings: Settings, error_body: bytes = ERROR_BODY
+) -> web.Response | None:
     """Sleep the latency (plus up to ``jitter_ms``); return a 500 when the dice say so."""
     latency_ms = settings.latency_ms
     if settings.jitter_ms > 0:
@@ -235,7 +342,7 @@ async def wait_and_maybe_fail(settings: Settings) -> web.Response | None:
     if latency_ms > 0:
         await asyncio.sleep(latency_ms / 1000)
     if settings.error_rate > 0 and random.random() < settings.error_rate:
-        return web.Response(status=500, body=ERROR_BODY, headers=JSON_HEADERS)
+        return web.Response(status=500, body=error_body, headers=JSON_HEADERS)
     return None
 
 
@@ -253,8 +360,15 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     include_usage = chat.stream_options is not None and chat.stream_options.include_usage
     key = ("stream", chat.model, settings.chunks, include_usage)
     frames = canned.get(key, stream_frames, chat.model, settings.chunks, include_usage)
+    return await send_stream(request, frames, settings.chunk_delay_ms)
+
+
+async def send_stream(
+    request: web.Request, frames: list[bytes], chunk_delay_ms: float
+) -> web.StreamResponse:
+    """Write ``frames`` as an SSE response, ``chunk_delay_ms`` apart."""
     response = web.StreamResponse(headers=SSE_HEADERS)
-    delay = settings.chunk_delay_ms / 1000
+    delay = chunk_delay_ms / 1000
     try:
         await response.prepare(request)
         for i, frame in enumerate(frames):
@@ -265,6 +379,35 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     except ConnectionResetError:
         pass  # the client left mid-stream (a load run ending)
     return response
+
+
+def anthropic_error(status: int, kind: str, message: str) -> web.Response:
+    """An Anthropic error envelope."""
+    body = {"type": "error", "error": {"type": kind, "message": message}}
+    return web.Response(status=status, body=msgspec.json.encode(body), headers=JSON_HEADERS)
+
+
+async def messages(request: web.Request) -> web.StreamResponse:
+    """``POST /v1/messages`` (Anthropic), answered like the real API for a text reply.
+
+    It checks only that ``x-api-key`` and ``anthropic-version`` are present, as the API does.
+    """
+    if "x-api-key" not in request.headers:
+        return anthropic_error(401, "authentication_error", "x-api-key header is required")
+    if "anthropic-version" not in request.headers:
+        return anthropic_error(400, "invalid_request_error", "anthropic-version header is required")
+    canned = request.app[CANNED]
+    settings = canned.settings
+    msg = await decode(request, MessagesRequest)
+    failed = await wait_and_maybe_fail(settings, ANTHROPIC_ERROR_BODY)
+    if failed is not None:
+        return failed
+    if not msg.stream:
+        body = canned.get(("message", msg.model), message_body, msg.model)
+        return web.Response(body=body, headers=JSON_HEADERS)
+    key = ("message-stream", msg.model, settings.chunks)
+    frames = canned.get(key, message_stream_frames, msg.model, settings.chunks)
+    return await send_stream(request, frames, settings.chunk_delay_ms)
 
 
 async def embeddings(request: web.Request) -> web.Response:
@@ -309,6 +452,7 @@ def make_app(settings: Settings) -> web.Application:
     app = web.Application()
     app[CANNED] = Canned(settings)
     app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_post("/v1/messages", messages)
     app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/health", health)
@@ -338,7 +482,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=9100)
     parser.add_argument("--latency-ms", type=float, default=50.0, help="time to first byte")
     parser.add_argument("--jitter-ms", type=float, default=0.0, help="extra 0..J ms, uniform")
-    parser.add_argument("--chunks", type=int, default=20, help="chunk frames per stream")
+    parser.add_argument(
+        "--chunks",
+        type=int,
+        default=20,
+        help="chunk frames per stream (text_delta events on /v1/messages)",
+    )
     parser.add_argument("--chunk-delay-ms", type=float, default=5.0, help="gap between frames")
     parser.add_argument("--error-rate", type=float, default=0.0, help="share of 500 answers")
     parser.add_argument("--embedding-dims", type=int, default=1536)

@@ -49,6 +49,11 @@ providers:
     base_url: __UPSTREAM_BASE_URL__
     api_key: sk-upstream
     models: [bench-model]
+  - name: bench-anthropic
+    type: anthropic
+    base_url: __UPSTREAM_ROOT_URL__
+    api_key: sk-bench
+    models: [bench-claude]
 logging:
   level: info
   format: json
@@ -68,6 +73,9 @@ class Scenario:
     goals: _report.Goals
     chunks: int = 20
     chunk_delay_ms: float = 5.0
+    model: str = "bench-model"
+    targets: tuple[str, ...] = TARGETS
+    """The targets that can serve this scenario; the others are skipped for it."""
 
 
 SCENARIOS = {
@@ -90,6 +98,19 @@ SCENARIOS = {
             duration_s=8,
             latency_ms=50.0,
             goals=_report.Goals(added_p99=True),
+        ),
+        Scenario(
+            "anthropic-streaming",
+            "streaming chat through llmux's Anthropic codec (model bench-claude, upstream "
+            "POST /v1/messages), 50 ms to first event then 20 text_delta events 5 ms apart, "
+            "50 connections; llmux only",
+            stream=True,
+            connections=50,
+            duration_s=8,
+            latency_ms=50.0,
+            goals=_report.Goals(cpu_ratio=False, cpu_vs="streaming"),
+            model="bench-claude",
+            targets=("llmux",),
         ),
         Scenario(
             "saturation",
@@ -156,8 +177,9 @@ def write_llmux_config(args: argparse.Namespace, upstream_port: int, path: Path)
     port = args.llmux_port or free_port()
     if "__LLMUX_PORT__" not in text and not args.llmux_port:
         raise SystemExit("--llmux-config: use __LLMUX_PORT__ as server.port or pass --llmux-port")
-    text = text.replace("__LLMUX_PORT__", str(port))
-    path.write_text(text.replace("__UPSTREAM_BASE_URL__", f"http://{HOST}:{upstream_port}/v1"))
+    root = f"http://{HOST}:{upstream_port}"
+    text = text.replace("__LLMUX_PORT__", str(port)).replace("__UPSTREAM_ROOT_URL__", root)
+    path.write_text(text.replace("__UPSTREAM_BASE_URL__", f"{root}/v1"))
     return port
 
 
@@ -232,13 +254,15 @@ def own_cpu_seconds(ctx: Context) -> float:
     return ours + sum(_procs.cpu_seconds(_procs.process_tree(pid)) for pid in ctx.pids)
 
 
-def measure(target: Target, scenario: Scenario, script: Path, ctx: Context) -> _report.Row:
+def measure(
+    target: Target, scenario: Scenario, body: bytes, script: Path, ctx: Context
+) -> _report.Row:
     """Probe, warm up, then load ``target`` while reading its tree's CPU and peak RSS.
 
     It also measures the CPU that processes outside this run used meanwhile (``other_pct``)
     and the hypervisor's steal, both as a share of all cores, to flag a noisy measurement.
     """
-    _wrk.probe(target.base_url, _wrk.chat_body(scenario.stream), scenario.stream)
+    _wrk.probe(target.base_url, body, scenario.stream)
     load = _wrk.Load(scenario.connections, ctx.cpus.threads, ctx.cpus.load)
     if ctx.args.warmup:
         _wrk.run_load(target.base_url, script, load, ctx.args.warmup)
@@ -274,14 +298,18 @@ def measure(target: Target, scenario: Scenario, script: Path, ctx: Context) -> _
 def run_scenario(
     scenario: Scenario, up_url: str, targets: Sequence[Target], ctx: Context
 ) -> list[_report.Row]:
-    """Set the upstream's timing, then measure every target one after the other."""
+    """Set the upstream's timing, then measure every target that can serve the scenario."""
+    targets = [t for t in targets if t.name in scenario.targets]
+    if not targets:
+        log(f"{scenario.name}: skipped, it runs only on {','.join(scenario.targets)}")
+        return []
     configure_upstream(up_url, scenario, ctx.args.jitter_ms)
-    body = _wrk.chat_body(scenario.stream)
+    body = _wrk.chat_body(scenario.stream, scenario.model)
     script = _wrk.write_script(ctx.log_dir / f"{scenario.name}.lua", body)
     rows = []
     for target in targets:
         log(f"{scenario.name}: loading {target.name} ...")
-        row = measure(target, scenario, script, ctx)
+        row = measure(target, scenario, body, script, ctx)
         log(
             f"  {row.requests} requests ({row.errors} errors), {row.rps:.0f} rps, "
             f"p99 {row.p99_ms:.2f} ms, {row.cpu_ms_per_req:.3f} CPU ms/req, "
@@ -368,7 +396,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--repeat", type=int, default=1, help="run everything N times, report medians")
     add("--workers", type=int, help="passed to llmux serve --workers")
     add("--json", type=Path, help="also write the results as JSON here")
-    add("--llmux-config", type=Path, help="config template (__LLMUX_PORT__, __UPSTREAM_BASE_URL__)")
+    add(
+        "--llmux-config",
+        type=Path,
+        help="config template (__LLMUX_PORT__, __UPSTREAM_BASE_URL__, __UPSTREAM_ROOT_URL__)",
+    )
     add("--llmux-port", type=int, help="llmux port when --llmux-config fixes it")
     add("--upstream-port", type=int, help="fake upstream port (default: a free one)")
     add("--python", default=sys.executable, help="interpreter for the children")
