@@ -8,16 +8,37 @@ frame; after that an upstream failure becomes a final SSE error frame, never a t
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
-from llmux.errors import InvalidRequest, LlmuxError, NoDeploymentAvailable, UpstreamError
+import msgspec
+
+from llmux.cooldown import Breaker, CooldownPolicy, counts_as_failure
+from llmux.errors import (
+    AllDeploymentsCoolingDown,
+    InvalidRequest,
+    LlmuxError,
+    NoDeploymentAvailable,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from llmux.fallbacks import FallbackPolicy, FallbackWalk, Reason
+from llmux.log import get_logger
 from llmux.metrics import Metrics
 from llmux.providers.base import Call, Provider, StreamDecoder, Target
-from llmux.routing import Deployment, RoutingTable, attempt_order
+from llmux.routing import (
+    Deployment,
+    LocalRouterStats,
+    RequestEstimate,
+    RouterStats,
+    RoutingTable,
+    admit,
+    order,
+)
 from llmux.types import Usage
 from llmux.upstream.base import Timeouts, Transport, UpstreamResponse
 
@@ -28,6 +49,9 @@ T = TypeVar("T")
 _BACKOFF_BASE = 0.05
 _BACKOFF_CAP = 2.0
 _RETRY_AFTER_CAP = 10.0
+_DEFAULT_OUTPUT_TOKENS = 1024
+"""Output tokens lowest-cost assumes when the request sets no cap."""
+_OUTPUT_CAPS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +77,10 @@ class CallRecord:
     upstream_seconds: float | None = None
     first_frame_seconds: float | None = None
     usage: Usage | None = None
+    fallback_allowed: bool = True
+    """False when the client sent `x-llmux-no-fallback: true`."""
+    fallback_from: str | None = None
+    """The model group the client asked for, when a fallback group answered."""
 
 
 class Dispatcher:
@@ -65,12 +93,23 @@ class Dispatcher:
         retry_count: int,
         metrics: Metrics,
         rng: random.Random | None = None,
+        stats: RouterStats | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        breaker: Breaker | None = None,
+        fallbacks: FallbackPolicy | None = None,
     ) -> None:
         self._table = table
         self._bindings = bindings
         self._attempts = 1 + max(retry_count, 0)
         self._metrics = metrics
         self._rng = rng or random.Random()
+        self.stats: RouterStats = stats if stats is not None else LocalRouterStats()
+        self._clock = clock
+        self._breaker = breaker or Breaker(CooldownPolicy(enabled=False))
+        self._fallbacks = fallbacks or FallbackPolicy(enabled=False)
+        self._has_alternatives = {
+            d.id: len(table.groups.get(d.group, ())) > 1 for d in table.by_id.values()
+        }
 
     async def complete(self, call: Call, record: CallRecord) -> bytes:
         """A non-streaming call: the client's response body."""
@@ -81,7 +120,8 @@ class Dispatcher:
 
     async def open_stream(self, call: Call, record: CallRecord) -> OpenStream:
         """A streaming call, opened up to its first client frame (retries end there)."""
-        _, stream = await self._with_retries(call, record, self._open_once)
+        started, stream = await self._with_retries(call, record, self._open_once)
+        stream.on_close = self._stream_closer(record.deployment, started)
         record.first_frame_seconds = time.perf_counter() - record.started
         self._metrics.observe_first_token(call.model, record.first_frame_seconds)
         return stream
@@ -89,32 +129,134 @@ class Dispatcher:
     async def _with_retries(
         self, call: Call, record: CallRecord, attempt: Callable[[Call, Binding], Awaitable[T]]
     ) -> tuple[float, T]:
-        """Run `attempt` on the planned deployments until one succeeds or fails for good.
+        """Run `attempt` for the call's group, then for its fallback groups, until one succeeds.
 
-        Returns when the successful attempt started, and its result.
+        Each group gets its own retry budget. Returns when the successful attempt started, and
+        its result.
+        """
+        walk = FallbackWalk(self._fallbacks, call.model) if record.fallback_allowed else None
+        current = call
+        while True:
+            try:
+                return await self._run_group(current, record, attempt)
+            except LlmuxError as error:
+                reason = _fallback_reason(error)
+                following = None
+                if walk is not None and reason is not None:
+                    following = walk.next(current.model, reason)
+                if following is None or reason is None:
+                    raise
+                self._metrics.observe_fallback(current.model, following)
+                get_logger().info(
+                    "fallback",
+                    from_group=current.model,
+                    to_group=following,
+                    reason=reason.value,
+                    error_code=error.code,
+                )
+                record.fallback_from = call.model
+                current = replace(call, model=following)
+
+    async def _run_group(
+        self, call: Call, record: CallRecord, attempt: Callable[[Call, Binding], Awaitable[T]]
+    ) -> tuple[float, T]:
+        """Attempts within one model group: each retry re-plans, preferring untried deployments.
+
+        Deployments in cooldown are skipped; when none is left before the first attempt, the
+        group answers 503 `all_deployments_cooling_down` with `Retry-After` at once.
         """
         last: UpstreamError | None = None
-        for binding in self._plan(call):
-            if record.attempts:
-                await self._before_retry(call, record, last)
+        failed: str | None = None
+        tried: set[str] = set()
+        for number in range(self._attempts):
+            binding = self._pick(call, tried)
+            if binding is None:
+                break
+            deployment = binding.deployment.id
+            if number:
+                # Retry-After speaks for the deployment that sent it; another deployment is
+                # tried after the jittered backoff alone.
+                await self._before_retry(call, number, last if deployment == failed else None)
+            self._breaker.begin(deployment)
             record.attempts += 1
             started = time.perf_counter()
+            self.stats.start(deployment, self._clock(), _input_tokens(call))
             try:
                 result = await attempt(call, binding)
             except UpstreamError as error:
+                self._attempt_ended(call, binding, started, error)
                 self._observe_attempt(binding, started, "error")
+                self._report_failure(deployment, error)
                 if not error.retryable:
                     raise
-                last = error
+                last, failed = error, deployment
+                tried.add(deployment)
                 continue
+            except BaseException:
+                self._attempt_ended(call, binding, None, None)
+                self._breaker.abandon(deployment)
+                raise
+            self._attempt_ended(call, binding, started, None)
             self._observe_attempt(binding, started, "success")
-            record.deployment = binding.deployment.id
+            self._breaker.record_success(deployment)
+            record.deployment = deployment
             return started, result
-        raise _exhausted(last)
+        if last is not None:
+            raise last
+        raise self._cooling_down(call)
+
+    def _pick(self, call: Call, tried: set[str]) -> Binding | None:
+        """The first planned deployment out of cooldown, untried ones first; None if all cool."""
+        seen: set[str] = set()
+        again: Binding | None = None
+        for binding in self._plan(call):
+            deployment = binding.deployment.id
+            if deployment in seen:
+                continue
+            seen.add(deployment)
+            if not self._breaker.available(deployment):
+                continue
+            if deployment not in tried:
+                return binding
+            if again is None:
+                again = binding
+        return again
+
+    def _cooling_down(self, call: Call) -> LlmuxError:
+        deployments = [d.id for d in self._table.lookup(call.model)]
+        wait = self._breaker.retry_in(deployments)
+        if wait <= 0:
+            return _exhausted(None)
+        seconds = max(1, math.ceil(wait))
+        return AllDeploymentsCoolingDown(
+            f"Every deployment of `{call.model}` is cooling down after upstream failures;"
+            f" retry in {seconds}s.",
+            retry_after=seconds,
+        )
+
+    def _report_failure(self, deployment: str, error: UpstreamError) -> None:
+        """Tell the breaker; the client's own mistakes (400, 413, 422) show a working deployment."""
+        status = error.http_status
+        if not counts_as_failure(status):
+            self._breaker.record_success(deployment)
+            return
+        reason = self._breaker.record_failure(
+            deployment,
+            status,
+            retry_after=error.retry_after,
+            alternatives=self._has_alternatives.get(deployment, False),
+        )
+        if reason is not None:
+            self._metrics.observe_cooldown(deployment, reason)
+            get_logger().warning(
+                "deployment_cooldown", deployment=deployment, reason=reason, status=status
+            )
 
     def finish_stream(self, call: Call, record: CallRecord, stream: OpenStream) -> None:
         """Account a stream once it ended, however it ended."""
         record.upstream_seconds = time.perf_counter() - record.started
+        if isinstance(stream.error, UpstreamError) and record.deployment is not None:
+            self._report_failure(record.deployment, stream.error)
         self._finish(call, record, stream.decoder.usage)
 
     def _plan(self, call: Call) -> list[Binding]:
@@ -127,13 +269,53 @@ class Dispatcher:
                 param="model",
                 code="unsupported_endpoint_for_model",
             )
-        return [self._bindings[d.id] for d in attempt_order(able, self._attempts, self._rng)]
+        policy = self._table.policy(able[0].group)
+        estimate = _estimate(call, policy.strategy == "lowest-cost")
+        now = self._clock()
+        candidates = admit(
+            able, self.stats, estimate, now, strict=policy.strategy == "lowest-tpm-rpm"
+        )
+        ranked = order(policy, candidates, self.stats, estimate, self._rng, now)
+        cycled = (ranked * (self._attempts // len(ranked) + 1))[: max(self._attempts, len(ranked))]
+        return [self._bindings[d.id] for d in cycled]
 
-    async def _before_retry(
-        self, call: Call, record: CallRecord, last: UpstreamError | None
+    def _attempt_ended(
+        self, call: Call, binding: Binding, started: float | None, error: UpstreamError | None
     ) -> None:
+        """Report an attempt's end to the router stats; a started stream ends at `close()`."""
+        deployment = binding.deployment.id
+        elapsed = None if started is None else time.perf_counter() - started
+        if error is None and call.stream and elapsed is not None:
+            self.stats.first_token(deployment, elapsed)
+            return
+        self.stats.end(
+            deployment,
+            self._clock(),
+            elapsed=elapsed,
+            failed=error is not None,
+            timed_out=isinstance(error, UpstreamTimeout),
+        )
+
+    def _stream_closer(
+        self, deployment: str | None, started: float
+    ) -> Callable[[LlmuxError | None], None]:
+        def closed(error: LlmuxError | None) -> None:
+            if deployment is None:
+                return
+            failed = error is not None
+            self.stats.end(
+                deployment,
+                self._clock(),
+                elapsed=time.perf_counter() - started if failed else None,
+                failed=failed,
+                timed_out=isinstance(error, UpstreamTimeout),
+            )
+
+        return closed
+
+    async def _before_retry(self, call: Call, retry: int, last: UpstreamError | None) -> None:
         self._metrics.observe_retry(call.model)
-        await asyncio.sleep(self._backoff(record.attempts, last))
+        await asyncio.sleep(self._backoff(retry, last))
 
     def _backoff(self, retry: int, last: UpstreamError | None) -> float:
         if last is not None and last.retry_after is not None:
@@ -174,6 +356,9 @@ class Dispatcher:
 
     def _finish(self, call: Call, record: CallRecord, usage: Usage | None) -> None:
         record.usage = usage
+        if usage is not None and record.deployment is not None:
+            actual = usage.input_tokens + usage.output_tokens
+            self.stats.add_tokens(record.deployment, self._clock(), actual - _input_tokens(call))
         if usage is not None:
             self._metrics.observe_tokens(
                 call.model,
@@ -194,6 +379,35 @@ async def _first_frames(response: UpstreamResponse, decoder: StreamDecoder) -> l
     return decoder.finish()
 
 
+def _input_tokens(call: Call) -> int:
+    """Prompt tokens, estimated as a quarter of the body's bytes."""
+    return sum(len(raw) for raw in call.body.values()) // 4
+
+
+def _estimate(call: Call, with_output: bool) -> RequestEstimate:
+    output = _DEFAULT_OUTPUT_TOKENS
+    if with_output:
+        for key in _OUTPUT_CAPS:
+            raw = call.body.get(key)
+            if raw is not None:
+                value = msgspec.json.decode(raw)
+                if isinstance(value, int) and value > 0:
+                    output = value
+                    break
+    return RequestEstimate(_input_tokens(call), output, call.stream)
+
+
+def _fallback_reason(error: LlmuxError) -> Reason | None:
+    """Which fallback map a group's final error calls for, if any."""
+    if error.code == "context_length_exceeded":
+        return Reason.CONTEXT_WINDOW
+    if error.code in ("content_filter", "content_policy_violation"):
+        return Reason.CONTENT_POLICY
+    if error.retryable or isinstance(error, NoDeploymentAvailable):
+        return Reason.EXHAUSTED
+    return None
+
+
 def _exhausted(last: UpstreamError | None) -> LlmuxError:
     if last is not None:
         return last
@@ -207,7 +421,7 @@ Write = Callable[[bytes], Awaitable[object]]
 class OpenStream:
     """A stream whose first frames are ready; `relay()` sends them and the rest."""
 
-    __slots__ = ("_first", "_response", "decoder", "error")
+    __slots__ = ("_first", "_response", "decoder", "error", "on_close")
 
     def __init__(
         self, response: UpstreamResponse, decoder: StreamDecoder, first: list[bytes]
@@ -216,6 +430,8 @@ class OpenStream:
         self._first = first
         self.decoder = decoder
         self.error: LlmuxError | None = None
+        self.on_close: Callable[[LlmuxError | None], None] | None = None
+        """Called once by `close()` (the router stats' end of the attempt)."""
 
     async def relay(self, write: Write) -> None:
         """Send every frame, one write per upstream read; end with [DONE] or an error frame.
@@ -240,3 +456,6 @@ class OpenStream:
     def close(self) -> None:
         """Release the upstream connection; safe on every exit path, including disconnects."""
         self._response.release()
+        on_close, self.on_close = self.on_close, None
+        if on_close is not None:
+            on_close(self.error)

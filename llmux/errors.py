@@ -19,7 +19,9 @@ Rendered exactly once, by `llmux.middleware.errors`, as
     │   ├── UpstreamConnectError    502 upstream_connection_error
     │   ├── UpstreamTimeout         504 upstream_timeout
     │   └── UpstreamProtocolError   502 bad_upstream_response
+    ├── DeploymentCapacityExceeded  429 rate_limit_error / deployment_capacity_exceeded
     ├── NoDeploymentAvailable       503 no_deployment_available
+    │   └── AllDeploymentsCoolingDown  503 all_deployments_cooling_down (with Retry-After)
     └── ServiceUnavailable          503 service_unavailable (draining)
 """
 
@@ -28,8 +30,10 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
+    "AllDeploymentsCoolingDown",
     "AuthenticationFailed",
     "ClientError",
+    "DeploymentCapacityExceeded",
     "HTTPStatusError",
     "InvalidRequest",
     "LlmuxError",
@@ -242,12 +246,35 @@ class UpstreamProtocolError(UpstreamError):
         super().__init__(message, status=502, code="bad_upstream_response")
 
 
+class DeploymentCapacityExceeded(LlmuxError):
+    """Every deployment of the group is at its rpm, tpm or max_concurrent limit; has Retry-After."""
+
+    status = 429
+    type = "rate_limit_error"
+    default_code = "deployment_capacity_exceeded"
+
+
 class NoDeploymentAvailable(LlmuxError):
     """Every deployment of the model group is disabled or was tried and failed."""
 
     status = 503
     type = "service_unavailable_error"
     default_code = "no_deployment_available"
+
+
+class AllDeploymentsCoolingDown(NoDeploymentAvailable):
+    """Every deployment of the model group is in cooldown; `Retry-After` says when one returns."""
+
+    default_code = "all_deployments_cooling_down"
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message, headers={"retry-after": str(retry_after)})
+        self.retry_after = retry_after
+
+    @property
+    def retryable(self) -> bool:
+        """Clients may retry after `Retry-After` (no `x-should-retry: false`)."""
+        return True
 
 
 class ServiceUnavailable(LlmuxError):

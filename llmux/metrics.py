@@ -99,6 +99,26 @@ class Metrics:
             ["model_group"],
             registry=r,
         )
+        self.fallbacks = Counter(
+            "llmux_fallbacks",
+            "Requests that moved to a fallback model group, by the group left and the one tried.",
+            ["from_group", "to_group"],
+            registry=r,
+        )
+        self.cooldowns = Counter(
+            "llmux_cooldowns",
+            "Deployments put in cooldown, by reason (rate_limited, auth, not_found,"
+            " failure_rate, trial_failed).",
+            ["deployment", "reason"],
+            registry=r,
+        )
+        self.deployment_state = Gauge(
+            "llmux_deployment_state",
+            "Circuit breaker state of each deployment: 0 healthy, 1 cooling down, 2 half-open.",
+            ["deployment"],
+            registry=r,
+            multiprocess_mode="max",
+        )
         self.in_flight = Gauge(
             "llmux_in_flight_requests",
             "Client requests being served now.",
@@ -151,6 +171,18 @@ class Metrics:
     def observe_retry(self, model: str) -> None:
         """Count one upstream attempt after the first."""
         self.retries.labels(self.group_label(model)).inc()
+
+    def observe_fallback(self, from_group: str, to_group: str) -> None:
+        """Count one move from a failed model group to a fallback group."""
+        self.fallbacks.labels(self.group_label(from_group), self.group_label(to_group)).inc()
+
+    def observe_cooldown(self, deployment: str, reason: str) -> None:
+        """Count one deployment entering cooldown for `reason` (a fixed set of words)."""
+        self.cooldowns.labels(self.deployment_label(deployment), reason).inc()
+
+    def set_deployment_state(self, deployment: str, state: int) -> None:
+        """Set a deployment's breaker state (0 healthy, 1 cooling down, 2 half-open)."""
+        self.deployment_state.labels(self.deployment_label(deployment)).set(state)
 
     def observe_tokens(self, model: str, counts: Iterable[tuple[str, int]]) -> None:
         """Add token counts (`input`, `output`, `cached`, `reasoning`) for one call."""

@@ -9,8 +9,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from llmux.config import LoadedConfig, ProviderConfig, is_enabled
+from llmux.config import LoadedConfig, ProviderConfig, RoutingConfig, is_enabled
+from llmux.config.schema import CooldownConfig
+from llmux.cooldown import Breaker, CooldownPolicy
 from llmux.dispatch import Binding, Dispatcher
+from llmux.fallbacks import FallbackPolicy
 from llmux.log import get_logger
 from llmux.metrics import Metrics
 from llmux.providers import DEFAULT_BASE_URLS, REGISTRY, Target
@@ -52,13 +55,23 @@ def build_runtime(loaded: LoadedConfig, http: HttpTransport, metrics: Metrics) -
                 type=provider.type,
                 message=f"provider type {provider.type!r} has no codec yet; provider skipped",
             )
-    if config.routing.strategy != "simple-shuffle":
-        get_logger().warning(
-            "routing_strategy_unavailable",
-            strategy=config.routing.strategy,
-            message="only simple-shuffle is implemented so far; using it",
-        )
     table = build_table(config, REGISTRY)
+    for name in config.routing.groups:
+        if name not in table.groups:
+            get_logger().warning(
+                "routing_group_unknown",
+                group=name,
+                message=f"routing.groups names {name!r}, which no enabled provider serves",
+            )
+    for alias, group in config.routing.aliases.items():
+        if group not in table.groups:
+            get_logger().warning(
+                "routing_alias_unknown",
+                alias=alias,
+                group=group,
+                message=f"routing.aliases maps {alias!r} to {group!r}, which no enabled"
+                " provider serves",
+            )
     providers = {p.name: p for p in config.providers}
     bindings: dict[str, Binding] = {}
     transports: dict[str, Transport] = {}
@@ -89,9 +102,57 @@ def build_runtime(loaded: LoadedConfig, http: HttpTransport, metrics: Metrics) -
                 total=min(provider.timeouts.total, config.server.write_timeout),
             ),
         )
-    metrics.know(table.groups, table.by_id)
-    dispatcher = Dispatcher(table, bindings, config.routing.retry_count, metrics)
+    metrics.know([*table.groups, *table.aliases], table.by_id)
+    dispatcher = Dispatcher(
+        table,
+        bindings,
+        config.routing.retry_count,
+        metrics,
+        breaker=_breaker(config.routing.cooldown, metrics),
+        fallbacks=_fallbacks(config.routing, set(table.groups) | set(config.routing.aliases)),
+    )
     return Runtime(loaded, table, dispatcher, int(time.time()))
+
+
+def _breaker(cooldown: CooldownConfig, metrics: Metrics) -> Breaker:
+    policy = CooldownPolicy(
+        enabled=cooldown.enabled,
+        period=cooldown.period,
+        max_period=cooldown.max_period,
+        failure_rate=cooldown.failure_rate,
+        min_samples=cooldown.min_samples,
+        window=cooldown.window,
+    )
+    return Breaker(
+        policy,
+        on_change=lambda deployment, state: metrics.set_deployment_state(deployment, int(state)),
+    )
+
+
+def _fallbacks(routing: RoutingConfig, known: set[str]) -> FallbackPolicy:
+    maps = {
+        "fallbacks": routing.fallbacks,
+        "context_window_fallbacks": routing.context_window_fallbacks,
+        "content_policy_fallbacks": routing.content_policy_fallbacks,
+    }
+    for option, table in maps.items():
+        for key, targets in table.items():
+            for group in (key, *targets):
+                if group != "*" and group not in known:
+                    get_logger().warning(
+                        "fallback_group_unknown",
+                        option=f"routing.{option}",
+                        group=group,
+                        message=f"routing.{option} names {group!r}, which no enabled provider"
+                        " serves; it is skipped",
+                    )
+    policy = FallbackPolicy(
+        enabled=routing.fallback_enabled,
+        general=routing.fallbacks,
+        context_window=routing.context_window_fallbacks,
+        content_policy=routing.content_policy_fallbacks,
+    )
+    return policy.restricted_to(known)
 
 
 def _transport(provider: ProviderConfig, http: HttpTransport) -> Transport:

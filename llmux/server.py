@@ -41,6 +41,8 @@ _SSE_HEADERS = {
     "X-Accel-Buffering": "no",
 }
 _UNSUPPORTED = ("/v1/audio", "/v1/batches", "/v1/files")
+NO_FALLBACK_HEADER = "x-llmux-no-fallback"
+"""A request header; `true` keeps the call inside the model group it names (no fallbacks)."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -92,10 +94,23 @@ async def _serve_call(request: web.Request, endpoint: Endpoint) -> web.StreamRes
     call = parse_call(endpoint, data, request[REQUEST_ID], int(time.time()))
     record = request[RECORD]
     record.model = call.model
+    record.fallback_allowed = request.headers.get(NO_FALLBACK_HEADER, "").lower() != "true"
     if not call.stream:
         body = await runtime.dispatcher.complete(call, record)
-        return web.Response(body=body, content_type="application/json")
+        return web.Response(
+            body=body, content_type="application/json", headers=_routing_headers(record)
+        )
     return await _relay_stream(request, runtime, call, record)
+
+
+def _routing_headers(record: CallRecord) -> dict[str, str]:
+    """Which deployment answered, after how many attempts, and the group it fell back from."""
+    headers = {"x-llmux-attempts": str(record.attempts)}
+    if record.deployment is not None:
+        headers["x-llmux-deployment"] = record.deployment
+    if record.fallback_from is not None:
+        headers["x-llmux-fallback-from"] = record.fallback_from
+    return headers
 
 
 async def _read_body(request: web.Request, runtime: Runtime) -> bytes:
@@ -126,7 +141,7 @@ async def _relay_stream(
     request: web.Request, runtime: Runtime, call: Call, record: CallRecord
 ) -> web.StreamResponse:
     stream = await runtime.dispatcher.open_stream(call, record)
-    response = web.StreamResponse(status=200, headers=_SSE_HEADERS)
+    response = web.StreamResponse(status=200, headers={**_SSE_HEADERS, **_routing_headers(record)})
     try:
         await response.prepare(request)
         await stream.relay(response.write)

@@ -21,7 +21,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, SequenceNode
 
-from llmux.config.schema import ByteSize, Config, Duration
+from llmux.config.schema import ByteSize, Config, CooldownConfig, Duration
 
 __all__ = ["ConfigError", "LoadedConfig", "load_config", "parse_config"]
 
@@ -224,9 +224,29 @@ def _check(config: Config) -> list[tuple[PathKey, str]]:
         problems.append((("server", "admin_port"), "must differ from server.port"))
     if config.routing.retry_count < 0:
         problems.append((("routing", "retry_count"), "cannot be negative"))
+    if config.routing.latency_buffer < 0:
+        problems.append((("routing", "latency_buffer"), "cannot be negative"))
+    for group, override in config.routing.groups.items():
+        if override.latency_buffer is not None and override.latency_buffer < 0:
+            problems.append((("routing", "groups", group, "latency_buffer"), "cannot be negative"))
+    problems.extend(_check_cooldown(config.routing.cooldown))
     seen: set[str] = set()
     for index, provider in enumerate(config.providers):
         problems.extend(_check_provider(index, provider, seen))
+    return problems
+
+
+def _check_cooldown(cooldown: CooldownConfig) -> list[tuple[PathKey, str]]:
+    where = ("routing", "cooldown")
+    problems: list[tuple[PathKey, str]] = []
+    if not 0.0 < cooldown.failure_rate <= 1.0:
+        problems.append(((*where, "failure_rate"), "must be above 0 and at most 1"))
+    if cooldown.min_samples < 1:
+        problems.append(((*where, "min_samples"), "must be at least 1"))
+    if cooldown.window <= 0:
+        problems.append(((*where, "window"), "must be positive"))
+    if cooldown.max_period < cooldown.period:
+        problems.append(((*where, "max_period"), "cannot be shorter than routing.cooldown.period"))
     return problems
 
 

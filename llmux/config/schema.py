@@ -14,8 +14,10 @@ __all__ = [
     "AuthConfig",
     "ByteSize",
     "Config",
+    "CooldownConfig",
     "DeploymentConfig",
     "Duration",
+    "GroupRoutingConfig",
     "LoggingConfig",
     "MetricsConfig",
     "MockOptions",
@@ -23,9 +25,11 @@ __all__ = [
     "ProviderConfig",
     "ProviderType",
     "RoutingConfig",
+    "RoutingStrategy",
     "ServerConfig",
     "TimeoutsConfig",
     "UpstreamPoolConfig",
+    "WeightBy",
 ]
 
 
@@ -44,6 +48,9 @@ RoutingStrategy = Literal[
     "simple-shuffle", "round-robin", "lowest-latency", "least-busy", "lowest-tpm-rpm", "lowest-cost"
 ]
 """The six routing strategies."""
+
+WeightBy = Literal["auto", "weight", "rpm", "tpm", "uniform"]
+"""What simple-shuffle weighs deployments by; `auto` is the first key any deployment sets."""
 
 
 class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -118,6 +125,25 @@ class ProviderConfig(_Section, frozen=True):
     mock: MockOptions = MockOptions()
 
 
+class GroupRoutingConfig(_Section, frozen=True):
+    """Per-group overrides of the routing defaults (`routing.groups.<group>`); unset inherits."""
+
+    strategy: RoutingStrategy | None = None
+    weight_by: WeightBy | None = None
+    latency_buffer: float | None = None
+
+
+class CooldownConfig(_Section, frozen=True):
+    """Per-deployment circuit breaking (`routing.cooldown`)."""
+
+    enabled: bool = True
+    period: Duration = Duration(60.0)
+    max_period: Duration = Duration(600.0)
+    failure_rate: float = 0.5
+    min_samples: int = 5
+    window: Duration = Duration(60.0)
+
+
 class RoutingConfig(_Section, frozen=True):
     """How a model group picks a deployment, and what happens when one fails."""
 
@@ -125,6 +151,14 @@ class RoutingConfig(_Section, frozen=True):
     fallback_enabled: bool = True
     retry_count: int = 2
     distributed: bool = False
+    cooldown: CooldownConfig = CooldownConfig()
+    fallbacks: dict[str, tuple[str, ...]] = msgspec.field(default_factory=dict)
+    context_window_fallbacks: dict[str, tuple[str, ...]] = msgspec.field(default_factory=dict)
+    content_policy_fallbacks: dict[str, tuple[str, ...]] = msgspec.field(default_factory=dict)
+    weight_by: WeightBy = "auto"
+    latency_buffer: float = 0.1
+    aliases: dict[str, str] = msgspec.field(default_factory=dict)
+    groups: dict[str, GroupRoutingConfig] = msgspec.field(default_factory=dict)
 
 
 class MetricsConfig(_Section, frozen=True):

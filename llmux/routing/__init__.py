@@ -1,0 +1,29 @@
+"""Routing: model groups and their deployments, the stats routing observes, the six strategies.
+
+Pure data plus pure functions; no I/O. `table` builds groups, aliases and per-group policies
+from config; `stats` holds what dispatch reports (in flight, latency, usage windows);
+`strategies` filters and orders a group's deployments for one request.
+"""
+
+from llmux.routing.stats import LocalRouterStats, RouterStats
+from llmux.routing.strategies import RequestEstimate, admit, order
+from llmux.routing.table import (
+    Deployment,
+    GroupPolicy,
+    RoutingTable,
+    attempt_order,
+    build_table,
+)
+
+__all__ = [
+    "Deployment",
+    "GroupPolicy",
+    "LocalRouterStats",
+    "RequestEstimate",
+    "RouterStats",
+    "RoutingTable",
+    "admit",
+    "attempt_order",
+    "build_table",
+    "order",
+]
