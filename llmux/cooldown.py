@@ -135,6 +135,54 @@ class Breaker:
                 waits.append(entry.trial_since + self._policy.period - now)
         return max(min(waits, default=0.0), 0.0)
 
+    def cooling_left(self, deployment: str) -> float | None:
+        """Seconds until the deployment's cooldown ends; None when it is not cooling."""
+        entry = self._states.get(deployment)
+        now = self._clock()
+        if entry is None or self._advance(deployment, entry, now) is not State.COOLING:
+            return None
+        return entry.until - now
+
+    def force_cooldown(self, deployment: str, seconds: float) -> None:
+        """An operator cools the deployment for `seconds` (then half-open as usual)."""
+        entry = self._entry(deployment)
+        self._cool(deployment, entry, self._clock(), seconds)
+
+    def clear(self, deployment: str) -> None:
+        """An operator ends any cooldown or trial: healthy, with an empty failure window."""
+        entry = self._states.get(deployment)
+        if entry is None:
+            return
+        entry.trial_since = None
+        entry.length = 0.0
+        entry.buckets.clear()
+        if entry.state is not State.HEALTHY:
+            self._set(deployment, entry, State.HEALTHY)
+
+    def cooling_for(self, deployment: str) -> float:
+        """Seconds of cooldown left (0 when the deployment is not cooling down)."""
+        entry = self._states.get(deployment)
+        if entry is None:
+            return 0.0
+        now = self._clock()
+        if self._advance(deployment, entry, now) is not State.COOLING:
+            return 0.0
+        return entry.until - now
+
+    def adopt(self, deployment: str, seconds: float) -> None:
+        """Another replica cooled the deployment for `seconds` more: cool it here as well.
+
+        Only lengthens: a cooldown of this replica that ends later is kept.
+        """
+        if not self._policy.enabled or seconds <= 0:
+            return
+        now = self._clock()
+        entry = self._entry(deployment)
+        if self._advance(deployment, entry, now) is State.COOLING:
+            entry.until = max(entry.until, now + seconds)
+            return
+        self._cool(deployment, entry, now, seconds)
+
     def record_success(self, deployment: str) -> None:
         """An attempt succeeded (or was refused for the client's own mistake)."""
         if not self._policy.enabled:

@@ -27,7 +27,7 @@ from llmux.errors import (
     UpstreamTimeout,
 )
 from llmux.fallbacks import FallbackPolicy, FallbackWalk, Reason
-from llmux.log import get_logger
+from llmux.log import get_logger, info_enabled
 from llmux.metrics import Metrics
 from llmux.providers.base import Call, Provider, StreamDecoder, Target
 from llmux.routing import (
@@ -36,13 +36,15 @@ from llmux.routing import (
     RequestEstimate,
     RouterStats,
     RoutingTable,
+    SharedRouterStats,
     admit,
+    fit_context,
     order,
 )
 from llmux.types import Usage
 from llmux.upstream.base import Timeouts, Transport, UpstreamResponse
 
-__all__ = ["Binding", "CallRecord", "Dispatcher", "OpenStream", "Write"]
+__all__ = ["Binding", "CallRecord", "Dispatcher", "OpenStream", "RouteTrace", "Write"]
 
 T = TypeVar("T")
 
@@ -81,6 +83,19 @@ class CallRecord:
     """False when the client sent `x-llmux-no-fallback: true`."""
     fallback_from: str | None = None
     """The model group the client asked for, when a fallback group answered."""
+    trace: RouteTrace | None = None
+    """The last routing decision, kept only while info logging is on (the `route` line)."""
+
+
+@dataclass(slots=True)
+class RouteTrace:
+    """One routing decision: the group, who could take the call, who was left out and why."""
+
+    group: str = ""
+    strategy: str = ""
+    candidates: list[str] = field(default_factory=list)
+    excluded: dict[str, str] = field(default_factory=dict)
+    """Deployment id -> `endpoint`, `context_window`, `capacity` or `cooldown`."""
 
 
 class Dispatcher:
@@ -104,12 +119,23 @@ class Dispatcher:
         self._metrics = metrics
         self._rng = rng or random.Random()
         self.stats: RouterStats = stats if stats is not None else LocalRouterStats()
+        self._shared = self.stats if isinstance(self.stats, SharedRouterStats) else None
         self._clock = clock
         self._breaker = breaker or Breaker(CooldownPolicy(enabled=False))
         self._fallbacks = fallbacks or FallbackPolicy(enabled=False)
         self._has_alternatives = {
             d.id: len(table.groups.get(d.group, ())) > 1 for d in table.by_id.values()
         }
+
+    @property
+    def breaker(self) -> Breaker:
+        """The per-deployment circuit breakers (the admin control API reads and sets them)."""
+        return self._breaker
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The monotonic clock routing and the breaker run on."""
+        return self._clock
 
     async def complete(self, call: Call, record: CallRecord) -> bytes:
         """A non-streaming call: the client's response body."""
@@ -134,6 +160,17 @@ class Dispatcher:
         Each group gets its own retry budget. Returns when the successful attempt started, and
         its result.
         """
+        if info_enabled():
+            record.trace = RouteTrace()
+        try:
+            return await self._walk_groups(call, record, attempt)
+        finally:
+            if record.trace is not None and record.trace.group:
+                _log_route(record)
+
+    async def _walk_groups(
+        self, call: Call, record: CallRecord, attempt: Callable[[Call, Binding], Awaitable[T]]
+    ) -> tuple[float, T]:
         walk = FallbackWalk(self._fallbacks, call.model) if record.fallback_allowed else None
         current = call
         while True:
@@ -169,7 +206,11 @@ class Dispatcher:
         failed: str | None = None
         tried: set[str] = set()
         for number in range(self._attempts):
-            binding = self._pick(call, tried)
+            if self._shared is not None:
+                # Distributed routing: one Redis round trip (a turn, the shared counts).
+                deployments = self._table.lookup(call.model)
+                await self._shared.refresh(deployments, self._table.policy(deployments[0].group))
+            binding = self._pick(call, tried, record.trace)
             if binding is None:
                 break
             deployment = binding.deployment.id
@@ -205,16 +246,19 @@ class Dispatcher:
             raise last
         raise self._cooling_down(call)
 
-    def _pick(self, call: Call, tried: set[str]) -> Binding | None:
+    def _pick(self, call: Call, tried: set[str], trace: RouteTrace | None) -> Binding | None:
         """The first planned deployment out of cooldown, untried ones first; None if all cool."""
         seen: set[str] = set()
         again: Binding | None = None
-        for binding in self._plan(call):
+        for binding in self._plan(call, trace):
             deployment = binding.deployment.id
             if deployment in seen:
                 continue
             seen.add(deployment)
             if not self._breaker.available(deployment):
+                if trace is not None:
+                    trace.excluded[deployment] = "cooldown"
+                    trace.candidates.remove(deployment)
                 continue
             if deployment not in tried:
                 return binding
@@ -259,7 +303,7 @@ class Dispatcher:
             self._report_failure(record.deployment, stream.error)
         self._finish(call, record, stream.decoder.usage)
 
-    def _plan(self, call: Call) -> list[Binding]:
+    def _plan(self, call: Call, trace: RouteTrace | None = None) -> list[Binding]:
         deployments = self._table.lookup(call.model)
         able = [d for d in deployments if call.endpoint in self._bindings[d.id].provider.endpoints]
         if not able:
@@ -270,12 +314,22 @@ class Dispatcher:
                 code="unsupported_endpoint_for_model",
             )
         policy = self._table.policy(able[0].group)
+        if trace is not None:
+            _trace_start(trace, able[0].group, policy.strategy, deployments, able)
+        fitting, too_small = fit_context(able, call.model, lambda: _needed_tokens(call))
         estimate = _estimate(call, policy.strategy == "lowest-cost")
         now = self._clock()
+        if trace is not None:
+            trace.excluded.update(dict.fromkeys((d.id for d in too_small), "context_window"))
         candidates = admit(
-            able, self.stats, estimate, now, strict=policy.strategy == "lowest-tpm-rpm"
+            fitting, self.stats, estimate, now, strict=policy.strategy == "lowest-tpm-rpm"
         )
+        if trace is not None and len(candidates) < len(fitting):
+            kept = {d.id for d in candidates}
+            trace.excluded.update({d.id: "capacity" for d in fitting if d.id not in kept})
         ranked = order(policy, candidates, self.stats, estimate, self._rng, now)
+        if trace is not None:
+            trace.candidates = [d.id for d in ranked]
         cycled = (ranked * (self._attempts // len(ranked) + 1))[: max(self._attempts, len(ranked))]
         return [self._bindings[d.id] for d in cycled]
 
@@ -384,16 +438,53 @@ def _input_tokens(call: Call) -> int:
     return sum(len(raw) for raw in call.body.values()) // 4
 
 
+def _needed_tokens(call: Call) -> int:
+    """Input estimate plus the request's output cap (0 when it sets none): the context check."""
+    return _input_tokens(call) + _output_cap(call, 0)
+
+
+def _output_cap(call: Call, default: int) -> int:
+    for key in _OUTPUT_CAPS:
+        raw = call.body.get(key)
+        if raw is not None:
+            value = msgspec.json.decode(raw)
+            if isinstance(value, int) and value > 0:
+                return value
+    return default
+
+
+def _trace_start(
+    trace: RouteTrace,
+    group: str,
+    strategy: str,
+    deployments: tuple[Deployment, ...],
+    able: list[Deployment],
+) -> None:
+    trace.group, trace.strategy, trace.candidates = group, strategy, []
+    trace.excluded = {}
+    if len(able) < len(deployments):
+        serving = {d.id for d in able}
+        trace.excluded.update({d.id: "endpoint" for d in deployments if d.id not in serving})
+
+
+def _log_route(record: CallRecord) -> None:
+    trace = record.trace
+    assert trace is not None
+    get_logger().info(
+        "route",
+        model=record.model,
+        group=trace.group,
+        strategy=trace.strategy,
+        candidates=trace.candidates,
+        excluded=trace.excluded,
+        deployment=record.deployment,
+        attempts=record.attempts,
+        fallback_from=record.fallback_from,
+    )
+
+
 def _estimate(call: Call, with_output: bool) -> RequestEstimate:
-    output = _DEFAULT_OUTPUT_TOKENS
-    if with_output:
-        for key in _OUTPUT_CAPS:
-            raw = call.body.get(key)
-            if raw is not None:
-                value = msgspec.json.decode(raw)
-                if isinstance(value, int) and value > 0:
-                    output = value
-                    break
+    output = _output_cap(call, _DEFAULT_OUTPUT_TOKENS) if with_output else _DEFAULT_OUTPUT_TOKENS
     return RequestEstimate(_input_tokens(call), output, call.stream)
 
 

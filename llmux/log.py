@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 import structlog
 
-__all__ = ["AccessLog", "bind_request", "configure", "get_logger", "redact"]
+__all__ = ["AccessLog", "bind_request", "configure", "get_logger", "info_enabled", "redact"]
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
 _LEVELS["error"] = logging.ERROR
@@ -43,8 +43,19 @@ def _redact_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> Mutable
     return event
 
 
+_level = logging.DEBUG
+"""The configured level (everything passes until `configure` runs, as in structlog)."""
+
+
+def info_enabled() -> bool:
+    """Whether info lines are written: build costly fields only when they are."""
+    return _level <= logging.INFO
+
+
 def configure(level: str = "info", fmt: str = "json") -> None:
     """Set up structlog for the whole process; call once at start-up."""
+    global _level
+    _level = _LEVELS[level]
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,

@@ -119,6 +119,13 @@ class Metrics:
             registry=r,
             multiprocess_mode="max",
         )
+        self.redis_errors = Counter(
+            "llmux_redis_errors",
+            "Failed or timed-out Redis operations, by operation (routing, heartbeat); routing"
+            " goes on with local state meanwhile.",
+            ["operation"],
+            registry=r,
+        )
         self.in_flight = Gauge(
             "llmux_in_flight_requests",
             "Client requests being served now.",
@@ -179,6 +186,10 @@ class Metrics:
     def observe_cooldown(self, deployment: str, reason: str) -> None:
         """Count one deployment entering cooldown for `reason` (a fixed set of words)."""
         self.cooldowns.labels(self.deployment_label(deployment), reason).inc()
+
+    def observe_redis_error(self, operation: str) -> None:
+        """Count one failed Redis operation (`routing` or `heartbeat`)."""
+        self.redis_errors.labels(operation).inc()
 
     def set_deployment_state(self, deployment: str, state: int) -> None:
         """Set a deployment's breaker state (0 healthy, 1 cooling down, 2 half-open)."""

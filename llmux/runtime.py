@@ -10,17 +10,18 @@ import time
 from dataclasses import dataclass
 
 from llmux.config import LoadedConfig, ProviderConfig, RoutingConfig, is_enabled
-from llmux.config.schema import CooldownConfig
-from llmux.cooldown import Breaker, CooldownPolicy
+from llmux.config.schema import CooldownConfig, DeploymentTimeoutsConfig, ModelEntry
+from llmux.cooldown import Breaker, CooldownPolicy, State
 from llmux.dispatch import Binding, Dispatcher
 from llmux.fallbacks import FallbackPolicy
 from llmux.log import get_logger
 from llmux.metrics import Metrics
 from llmux.providers import DEFAULT_BASE_URLS, REGISTRY, Target
 from llmux.routing import RoutingTable, build_table
+from llmux.state import RedisLink, RedisRouterStats
 from llmux.upstream import HttpTransport, MockTransport, Timeouts, Transport
 
-__all__ = ["Runtime", "RuntimeHolder", "build_runtime"]
+__all__ = ["Runtime", "RuntimeHolder", "build_runtime", "deployment_timeouts"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +43,13 @@ class RuntimeHolder:
         self.current = runtime
 
 
-def build_runtime(loaded: LoadedConfig, http: HttpTransport, metrics: Metrics) -> Runtime:
-    """Resolve providers to codecs and transports, and build the routing table."""
+def build_runtime(
+    loaded: LoadedConfig, http: HttpTransport, metrics: Metrics, link: RedisLink | None = None
+) -> Runtime:
+    """Resolve providers to codecs and transports, and build the routing table.
+
+    With `link` (the process's Redis link, for `routing.distributed`) routing state is shared.
+    """
     config = loaded.config
     for message in loaded.warnings:
         get_logger().warning("config_warning", message=message)
@@ -94,27 +100,46 @@ def build_runtime(loaded: LoadedConfig, http: HttpTransport, metrics: Metrics) -
                 max_output_tokens=deployment.entry.max_output_tokens,
                 thinking_budget=deployment.entry.thinking_budget,
             ),
-            timeouts=Timeouts(
-                connect=provider.timeouts.connect,
-                first_byte=provider.timeouts.first_byte,
-                idle=provider.timeouts.idle,
-                # server.write_timeout caps how long any non-streaming answer may take.
-                total=min(provider.timeouts.total, config.server.write_timeout),
-            ),
+            timeouts=deployment_timeouts(provider, deployment.entry, config.server.write_timeout),
         )
     metrics.know([*table.groups, *table.aliases], table.by_id)
+    shared = None
+    if link is not None and config.routing.distributed:
+        shared = RedisRouterStats(link, {d.id: d.group for d in table.by_id.values()})
+    breaker = _breaker(config.routing.cooldown, metrics, shared)
+    if shared is not None:
+        shared.bind(breaker)
     dispatcher = Dispatcher(
         table,
         bindings,
         config.routing.retry_count,
         metrics,
-        breaker=_breaker(config.routing.cooldown, metrics),
+        stats=shared,
+        breaker=breaker,
         fallbacks=_fallbacks(config.routing, set(table.groups) | set(config.routing.aliases)),
     )
     return Runtime(loaded, table, dispatcher, int(time.time()))
 
 
-def _breaker(cooldown: CooldownConfig, metrics: Metrics) -> Breaker:
+def deployment_timeouts(
+    provider: ProviderConfig, entry: ModelEntry, write_timeout: float
+) -> Timeouts:
+    """The provider's timeouts with the model entry's overrides, field by field."""
+    base, own = provider.timeouts, entry.timeouts
+    if own is None:
+        own = DeploymentTimeoutsConfig()
+    return Timeouts(
+        connect=base.connect if own.connect is None else own.connect,
+        first_byte=base.first_byte if own.first_byte is None else own.first_byte,
+        idle=base.idle if own.idle is None else own.idle,
+        # server.write_timeout caps how long any non-streaming answer may take.
+        total=min(base.total if own.total is None else own.total, write_timeout),
+    )
+
+
+def _breaker(
+    cooldown: CooldownConfig, metrics: Metrics, shared: RedisRouterStats | None
+) -> Breaker:
     policy = CooldownPolicy(
         enabled=cooldown.enabled,
         period=cooldown.period,
@@ -123,10 +148,13 @@ def _breaker(cooldown: CooldownConfig, metrics: Metrics) -> Breaker:
         min_samples=cooldown.min_samples,
         window=cooldown.window,
     )
-    return Breaker(
-        policy,
-        on_change=lambda deployment, state: metrics.set_deployment_state(deployment, int(state)),
-    )
+
+    def changed(deployment: str, state: State) -> None:
+        metrics.set_deployment_state(deployment, int(state))
+        if shared is not None and state is State.COOLING:
+            shared.cooled(deployment)
+
+    return Breaker(policy, on_change=changed)
 
 
 def _fallbacks(routing: RoutingConfig, known: set[str]) -> FallbackPolicy:

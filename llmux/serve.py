@@ -33,6 +33,7 @@ from llmux.log import AccessLog, configure, get_logger
 from llmux.metrics import Metrics, mark_worker_dead
 from llmux.runtime import RuntimeHolder, build_runtime
 from llmux.server import create_app
+from llmux.state import RedisLink, open_link
 from llmux.upstream import HttpTransport
 
 __all__ = ["Gateway", "Overrides", "apply_overrides", "run"]
@@ -78,6 +79,8 @@ class Gateway:
         self.metrics = Metrics()
         self._reuse_port = reuse_port
         self._http = HttpTransport(loaded.config.upstream)
+        self.redis: RedisLink | None = None
+        """The shared routing state's link, when `routing.distributed` is on."""
         logging = loaded.config.logging
         self.access_log = AccessLog(
             enabled=logging.access_log, level=logging.level, fmt=logging.format
@@ -90,11 +93,13 @@ class Gateway:
         """Open the upstream pool, bind both ports and report ready."""
         await self._http.start()
         config = self.loaded.config
-        holder = RuntimeHolder(build_runtime(self.loaded, self._http, self.metrics))
+        if config.routing.distributed:
+            self.redis = open_link(config.redis, self.metrics)
+        holder = RuntimeHolder(build_runtime(self.loaded, self._http, self.metrics, self.redis))
         gateway = create_app(holder, self.metrics, self.lifecycle, self.access_log)
         self.port = await self._listen(gateway, config.server.port)
         if config.server.admin_port:
-            admin = create_admin_app(config, self.metrics, self.lifecycle)
+            admin = create_admin_app(config, self.metrics, self.lifecycle, holder)
             self.admin_port = await self._listen(admin, config.server.admin_port)
         self.lifecycle.state = "ready"
         get_logger().info(
@@ -129,6 +134,9 @@ class Gateway:
         finally:
             self._runners.clear()
             await self._http.close()
+            if self.redis is not None:
+                await self.redis.close()
+                self.redis = None
             self.access_log.flush()
         get_logger().info("stopped")
 

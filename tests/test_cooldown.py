@@ -176,3 +176,31 @@ def test_disabled_policy_never_cools(clock: Clock) -> None:
     for _ in range(10):
         assert breaker.record_failure(A, 429) is None
     assert breaker.available(A)
+
+
+def test_manual_cooldown_lasts_its_seconds_then_half_opens(breaker: Breaker, clock: Clock) -> None:
+    """`force_cooldown` cools a healthy deployment for exactly the given seconds."""
+    breaker.force_cooldown(A, 30.0)
+    assert breaker.state(A) is State.COOLING
+    assert breaker.cooling_left(A) == 30.0
+    clock.now += 30.0
+    assert breaker.state(A) is State.HALF_OPEN
+    assert breaker.cooling_left(A) is None
+
+
+def test_clear_ends_a_cooldown_at_once(breaker: Breaker) -> None:
+    """`clear` makes a cooling deployment healthy and available, failure window emptied."""
+    for _ in range(4):
+        breaker.record_failure(A, 503)
+    breaker.record_failure(A, 429)
+    breaker.clear(A)
+    assert breaker.state(A) is State.HEALTHY
+    assert breaker.available(A)
+    assert breaker.record_failure(A, 503) is None
+
+
+def test_manual_cooldown_works_with_the_policy_disabled(clock: Clock) -> None:
+    """An operator's cooldown applies even when automatic cooldowns are off."""
+    breaker = Breaker(CooldownPolicy(enabled=False), clock)
+    breaker.force_cooldown(A, 5.0)
+    assert not breaker.available(A)

@@ -230,6 +230,14 @@ def _check(config: Config) -> list[tuple[PathKey, str]]:
         if override.latency_buffer is not None and override.latency_buffer < 0:
             problems.append((("routing", "groups", group, "latency_buffer"), "cannot be negative"))
     problems.extend(_check_cooldown(config.routing.cooldown))
+    if config.deployment.mode == "distributed" and not config.routing.distributed:
+        problems.append(
+            (
+                ("routing", "distributed"),
+                "must be true when deployment.mode is distributed (replicas share routing state"
+                " through Redis)",
+            )
+        )
     seen: set[str] = set()
     for index, provider in enumerate(config.providers):
         problems.extend(_check_provider(index, provider, seen))

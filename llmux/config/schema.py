@@ -16,6 +16,7 @@ __all__ = [
     "Config",
     "CooldownConfig",
     "DeploymentConfig",
+    "DeploymentTimeoutsConfig",
     "Duration",
     "GroupRoutingConfig",
     "LoggingConfig",
@@ -24,6 +25,7 @@ __all__ = [
     "ModelEntry",
     "ProviderConfig",
     "ProviderType",
+    "RedisConfig",
     "RoutingConfig",
     "RoutingStrategy",
     "ServerConfig",
@@ -85,6 +87,15 @@ class TimeoutsConfig(_Section, frozen=True):
     total: Duration = Duration(600.0)
 
 
+class DeploymentTimeoutsConfig(_Section, frozen=True):
+    """A model entry's overrides of its provider's `timeouts`; an unset field inherits."""
+
+    connect: Duration | None = None
+    first_byte: Duration | None = None
+    idle: Duration | None = None
+    total: Duration | None = None
+
+
 class MockOptions(_Section, frozen=True):
     """Behaviour of the built-in `mock` provider."""
 
@@ -109,6 +120,9 @@ class ModelEntry(_Section, frozen=True):
     order: int | None = None
     max_output_tokens: int | None = None
     thinking_budget: int | None = None
+    timeouts: DeploymentTimeoutsConfig | None = None
+    context_window: int | None = None
+    """Tokens of input plus output the upstream model accepts; unset: the built-in catalogue."""
 
 
 class ProviderConfig(_Section, frozen=True):
@@ -190,6 +204,15 @@ class UpstreamPoolConfig(_Section, frozen=True):
     keepalive_timeout: Duration = Duration(30.0)
 
 
+class RedisConfig(_Section, frozen=True):
+    """The Redis that `routing.distributed` shares routing state through."""
+
+    url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = "llmux:"
+    connect_timeout: Duration = Duration(1.0)
+    op_timeout: Duration = Duration(0.25)
+
+
 class Config(_Section, frozen=True):
     """The whole llmux configuration."""
 
@@ -201,3 +224,4 @@ class Config(_Section, frozen=True):
     auth: AuthConfig = AuthConfig()
     logging: LoggingConfig = LoggingConfig()
     upstream: UpstreamPoolConfig = UpstreamPoolConfig()
+    redis: RedisConfig = RedisConfig()

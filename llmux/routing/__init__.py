@@ -5,8 +5,9 @@ from config; `stats` holds what dispatch reports (in flight, latency, usage wind
 `strategies` filters and orders a group's deployments for one request.
 """
 
-from llmux.routing.stats import LocalRouterStats, RouterStats
-from llmux.routing.strategies import RequestEstimate, admit, order
+from llmux.routing.catalogue import known_context_window
+from llmux.routing.stats import LocalRouterStats, RouterStats, SharedRouterStats
+from llmux.routing.strategies import RequestEstimate, admit, fit_context, order
 from llmux.routing.table import (
     Deployment,
     GroupPolicy,
@@ -22,8 +23,11 @@ __all__ = [
     "RequestEstimate",
     "RouterStats",
     "RoutingTable",
+    "SharedRouterStats",
     "admit",
     "attempt_order",
     "build_table",
+    "fit_context",
+    "known_context_window",
     "order",
 ]

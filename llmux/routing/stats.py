@@ -7,9 +7,20 @@ Every method takes `now` (monotonic seconds) from the caller, so tests drive the
 
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
-__all__ = ["EWMA_ALPHA", "WINDOW_SECONDS", "LocalRouterStats", "RouterStats", "Usage"]
+if TYPE_CHECKING:
+    from llmux.routing.table import Deployment, GroupPolicy
+
+__all__ = [
+    "EWMA_ALPHA",
+    "WINDOW_SECONDS",
+    "LocalRouterStats",
+    "RouterStats",
+    "SharedRouterStats",
+    "Usage",
+]
 
 EWMA_ALPHA = 0.2
 """Weight of the newest sample in the latency and TTFT averages."""
@@ -54,11 +65,22 @@ class RouterStats(Protocol):
     def latency(self, deployment: str, stream: bool) -> float | None:
         """EWMA seconds (TTFT for streams when sampled); None when never sampled."""
 
+    def ttft(self, deployment: str) -> float | None:
+        """EWMA seconds to a stream's first token; None when never sampled."""
+
     def usage(self, deployment: str, now: float) -> Usage:
         """Requests and tokens over the sliding window ending at `now`."""
 
     def next_turn(self, group: str) -> int:
         """The group's round-robin counter, post-incremented."""
+
+
+@runtime_checkable
+class SharedRouterStats(RouterStats, Protocol):
+    """`RouterStats` shared between replicas (`llmux.state`): refreshed before each pick."""
+
+    async def refresh(self, deployments: Sequence[Deployment], policy: GroupPolicy) -> None:
+        """Bring what the pick among `deployments` reads up to date (a turn, shared counts)."""
 
 
 class _Window:
@@ -175,6 +197,10 @@ class LocalRouterStats:
         if stream and found.ttft is not None:
             return found.ttft
         return found.latency
+
+    def ttft(self, deployment: str) -> float | None:
+        found = self._deployments.get(deployment)
+        return None if found is None else found.ttft
 
     def usage(self, deployment: str, now: float) -> Usage:
         found = self._deployments.get(deployment)

@@ -13,11 +13,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from llmux.config.schema import WeightBy
-from llmux.errors import DeploymentCapacityExceeded
+from llmux.errors import DeploymentCapacityExceeded, InvalidRequest
 from llmux.routing.stats import RouterStats
 from llmux.routing.table import Deployment, GroupPolicy
 
-__all__ = ["RequestEstimate", "admit", "order"]
+__all__ = ["RequestEstimate", "admit", "fit_context", "order"]
 
 _TIE = 1e-9
 """Relative difference under which two scores count as equal (ties are broken randomly)."""
@@ -32,6 +32,35 @@ class RequestEstimate:
     output_tokens: int
     """The request's output cap, or a default when it sets none."""
     stream: bool
+
+
+def fit_context(
+    deployments: Sequence[Deployment], model: str, needed: Callable[[], int]
+) -> tuple[list[Deployment], list[Deployment]]:
+    """The deployments whose context window holds the request, and those dropped.
+
+    `needed` (input plus output tokens) is only computed when some deployment has a known
+    window. When none is left: 400 `context_length_exceeded`, which routes to the group's
+    `context_window_fallbacks`.
+    """
+    if all(d.context_window is None for d in deployments):
+        return list(deployments), []
+    tokens = needed()
+    kept: list[Deployment] = []
+    dropped: list[Deployment] = []
+    for deployment in deployments:
+        window = deployment.context_window
+        (kept if window is None or window >= tokens else dropped).append(deployment)
+    if not kept:
+        largest = max(d.context_window or 0 for d in dropped)
+        raise InvalidRequest(
+            f"The request to `{model}` needs about {tokens} tokens (input estimate plus"
+            f" max output tokens), more than the largest context window of its deployments"
+            f" ({largest}).",
+            param="messages",
+            code="context_length_exceeded",
+        )
+    return kept, dropped
 
 
 def admit(

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from llmux.config import Config, ModelEntry, ProviderConfig, is_enabled
 from llmux.config.schema import RoutingConfig, RoutingStrategy, WeightBy
 from llmux.errors import ModelNotFound
+from llmux.routing.catalogue import known_context_window
 
 __all__ = ["Deployment", "GroupPolicy", "RoutingTable", "attempt_order", "build_table"]
 
@@ -32,6 +33,8 @@ class Deployment:
     """Index in its group (config order); round-robin rotates over it."""
     peers: int = 1
     """How many deployments its group has."""
+    context_window: int | None = None
+    """Tokens the upstream model accepts (config, else the catalogue); None: unknown."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,13 +122,15 @@ def _group_policy(routing: RoutingConfig, name: str, default: GroupPolicy) -> Gr
 def _deployments(provider: ProviderConfig) -> Iterable[Deployment]:
     for item in provider.models:
         entry = ModelEntry(name=item) if isinstance(item, str) else item
+        upstream = entry.upstream_model or entry.name
         yield Deployment(
             id=f"{provider.name}/{entry.name}",
             group=entry.name,
             provider=provider.name,
-            upstream_model=entry.upstream_model or entry.name,
+            upstream_model=upstream,
             weight=entry.weight,
             entry=entry,
+            context_window=entry.context_window or known_context_window(upstream),
         )
 
 
