@@ -58,6 +58,8 @@ class CooldownPolicy:
     failure_rate: float = 0.5
     min_samples: int = 5
     window: float = 60.0
+    max_wait: float = 0.0
+    """When every deployment cools down: wait this long at most for one to recover (0 = 503)."""
 
 
 @dataclass(slots=True)
@@ -120,6 +122,11 @@ class Breaker:
         entry = self._states.get(deployment)
         if entry is not None:
             entry.trial_since = None
+
+    @property
+    def max_wait(self) -> float:
+        """How long a request may wait for a cooling group to recover (0: answer 503 at once)."""
+        return self._policy.max_wait
 
     def retry_in(self, deployments: list[str]) -> float:
         """Seconds until the soonest of `deployments` takes requests again (0 if one does)."""

@@ -200,7 +200,8 @@ class Dispatcher:
         """Attempts within one model group: each retry re-plans, preferring untried deployments.
 
         Deployments in cooldown are skipped; when none is left before the first attempt, the
-        group answers 503 `all_deployments_cooling_down` with `Retry-After` at once.
+        group waits for the soonest recovery if that is within `routing.cooldown.max_wait`,
+        else answers 503 `all_deployments_cooling_down` with `Retry-After` at once.
         """
         last: UpstreamError | None = None
         failed: str | None = None
@@ -211,6 +212,8 @@ class Dispatcher:
                 deployments = self._table.lookup(call.model)
                 await self._shared.refresh(deployments, self._table.policy(deployments[0].group))
             binding = self._pick(call, tried, record.trace)
+            if binding is None and not number and await self._waited_for_recovery(call):
+                binding = self._pick(call, tried, record.trace)
             if binding is None:
                 break
             deployment = binding.deployment.id
@@ -265,6 +268,14 @@ class Dispatcher:
             if again is None:
                 again = binding
         return again
+
+    async def _waited_for_recovery(self, call: Call) -> bool:
+        """Sleep until the soonest deployment recovers, if that is within `max_wait`."""
+        wait = self._breaker.retry_in([d.id for d in self._table.lookup(call.model)])
+        if not 0 < wait <= self._breaker.max_wait:
+            return False
+        await asyncio.sleep(wait)
+        return True
 
     def _cooling_down(self, call: Call) -> LlmuxError:
         deployments = [d.id for d in self._table.lookup(call.model)]

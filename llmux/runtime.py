@@ -147,6 +147,7 @@ def _breaker(
         failure_rate=cooldown.failure_rate,
         min_samples=cooldown.min_samples,
         window=cooldown.window,
+        max_wait=cooldown.max_wait,
     )
 
     def changed(deployment: str, state: State) -> None:

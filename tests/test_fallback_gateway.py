@@ -196,6 +196,27 @@ async def test_all_deployments_cooling_down_is_503_with_retry_after(
     assert len(one.received) + len(two.received) == 2
 
 
+async def test_all_cooling_down_waits_for_recovery_within_max_wait(
+    fakes: tuple[FakeUpstream, FakeUpstream, FakeUpstream],
+) -> None:
+    """With `max_wait` set, a call arriving while every deployment cools waits and succeeds."""
+    one, two, spare = fakes
+    limited = Reply(429, fixture_bytes("error_429.json"), {"retry-after": "0.3"})
+    one.enqueue(limited)
+    two.enqueue(limited)
+    routing = "  cooldown: {period: 300ms, max_period: 1s, max_wait: 5s}"
+    text = config(one.url, two.url, spare.url).replace(
+        "  cooldown: {period: 200ms, max_period: 400ms, min_samples: 3, failure_rate: 0.5}\n",
+        routing + "\n",
+    )
+    async with running_gateway(text) as gateway:
+        first = await chat(gateway, MIXED)
+        assert first.status == 429
+        reply = await chat(gateway, MIXED)
+    assert reply.status == 200
+    assert len(one.received) + len(two.received) == 3
+
+
 async def test_group_fails_over_to_its_fallback_group(
     fakes: tuple[FakeUpstream, FakeUpstream, FakeUpstream],
 ) -> None:

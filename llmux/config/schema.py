@@ -156,6 +156,7 @@ class CooldownConfig(_Section, frozen=True):
     failure_rate: float = 0.5
     min_samples: int = 5
     window: Duration = Duration(60.0)
+    max_wait: Duration = Duration(0.0)
 
 
 class RoutingConfig(_Section, frozen=True):
