@@ -1,8 +1,9 @@
-"""One call end to end: route -> encode -> send -> decode or relay -> usage; retries first.
+"""The Dispatcher: one call end to end (route -> encode -> send -> decode or relay -> usage).
 
-The only module where codecs and transports meet. Retries happen only before the client has
-received a byte: for streams, an attempt counts as started once the decoder produced its first
-frame; after that an upstream failure becomes a final SSE error frame, never a truncation.
+Retries, cooldowns and fallbacks live here; the only module where codecs and transports
+meet. Retries happen only before the client has received a byte: for streams, an attempt
+counts as started once the decoder produced its first frame; after that an upstream failure
+becomes a final SSE error frame, never a truncation.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import TypeVar
 
-import msgspec
-
 from llmux.cooldown import Breaker, CooldownPolicy, counts_as_failure
+from llmux.dispatch.estimates import estimate, input_tokens, needed_tokens
+from llmux.dispatch.records import Binding, CallRecord, RouteTrace, log_route, start_trace
+from llmux.dispatch.relay import OpenStream, first_frames
 from llmux.errors import (
     AllDeploymentsCoolingDown,
     InvalidRequest,
@@ -29,11 +31,9 @@ from llmux.errors import (
 from llmux.fallbacks import FallbackPolicy, FallbackWalk, Reason
 from llmux.log import get_logger, info_enabled
 from llmux.metrics import Metrics
-from llmux.providers.base import Call, Provider, StreamDecoder, Target
+from llmux.providers.base import Call
 from llmux.routing import (
-    Deployment,
     LocalRouterStats,
-    RequestEstimate,
     RouterStats,
     RoutingTable,
     SharedRouterStats,
@@ -42,60 +42,14 @@ from llmux.routing import (
     order,
 )
 from llmux.types import Usage
-from llmux.upstream.base import Timeouts, Transport, UpstreamResponse
 
-__all__ = ["Binding", "CallRecord", "Dispatcher", "OpenStream", "RouteTrace", "Write"]
+__all__ = ["Dispatcher"]
 
 T = TypeVar("T")
 
 _BACKOFF_BASE = 0.05
 _BACKOFF_CAP = 2.0
 _RETRY_AFTER_CAP = 10.0
-_DEFAULT_OUTPUT_TOKENS = 1024
-"""Output tokens lowest-cost assumes when the request sets no cap."""
-_OUTPUT_CAPS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
-
-
-@dataclass(frozen=True, slots=True)
-class Binding:
-    """How to call one deployment: its codec, transport, target and timeouts."""
-
-    deployment: Deployment
-    provider: Provider
-    transport: Transport
-    target: Target
-    timeouts: Timeouts
-
-
-@dataclass(slots=True)
-class CallRecord:
-    """What happened to one client call, for the access log and metrics."""
-
-    started: float = field(default_factory=time.perf_counter)
-    model: str | None = None
-    client_closed: bool = False
-    deployment: str | None = None
-    attempts: int = 0
-    upstream_seconds: float | None = None
-    first_frame_seconds: float | None = None
-    usage: Usage | None = None
-    fallback_allowed: bool = True
-    """False when the client sent `x-llmux-no-fallback: true`."""
-    fallback_from: str | None = None
-    """The model group the client asked for, when a fallback group answered."""
-    trace: RouteTrace | None = None
-    """The last routing decision, kept only while info logging is on (the `route` line)."""
-
-
-@dataclass(slots=True)
-class RouteTrace:
-    """One routing decision: the group, who could take the call, who was left out and why."""
-
-    group: str = ""
-    strategy: str = ""
-    candidates: list[str] = field(default_factory=list)
-    excluded: dict[str, str] = field(default_factory=dict)
-    """Deployment id -> `endpoint`, `context_window`, `capacity` or `cooldown`."""
 
 
 class Dispatcher:
@@ -166,7 +120,7 @@ class Dispatcher:
             return await self._walk_groups(call, record, attempt)
         finally:
             if record.trace is not None and record.trace.group:
-                _log_route(record)
+                log_route(record)
 
     async def _walk_groups(
         self, call: Call, record: CallRecord, attempt: Callable[[Call, Binding], Awaitable[T]]
@@ -224,7 +178,7 @@ class Dispatcher:
             self._breaker.begin(deployment)
             record.attempts += 1
             started = time.perf_counter()
-            self.stats.start(deployment, self._clock(), _input_tokens(call))
+            self.stats.start(deployment, self._clock(), input_tokens(call))
             try:
                 result = await attempt(call, binding)
             except UpstreamError as error:
@@ -326,19 +280,19 @@ class Dispatcher:
             )
         policy = self._table.policy(able[0].group)
         if trace is not None:
-            _trace_start(trace, able[0].group, policy.strategy, deployments, able)
-        fitting, too_small = fit_context(able, call.model, lambda: _needed_tokens(call))
-        estimate = _estimate(call, policy.strategy == "lowest-cost")
+            start_trace(trace, able[0].group, policy.strategy, deployments, able)
+        fitting, too_small = fit_context(able, call.model, lambda: needed_tokens(call))
+        request = estimate(call, policy.strategy == "lowest-cost")
         now = self._clock()
         if trace is not None:
             trace.excluded.update(dict.fromkeys((d.id for d in too_small), "context_window"))
         candidates = admit(
-            fitting, self.stats, estimate, now, strict=policy.strategy == "lowest-tpm-rpm"
+            fitting, self.stats, request, now, strict=policy.strategy == "lowest-tpm-rpm"
         )
         if trace is not None and len(candidates) < len(fitting):
             kept = {d.id for d in candidates}
             trace.excluded.update({d.id: "capacity" for d in fitting if d.id not in kept})
-        ranked = order(policy, candidates, self.stats, estimate, self._rng, now)
+        ranked = order(policy, candidates, self.stats, request, self._rng, now)
         if trace is not None:
             trace.candidates = [d.id for d in ranked]
         cycled = (ranked * (self._attempts // len(ranked) + 1))[: max(self._attempts, len(ranked))]
@@ -410,7 +364,7 @@ class Dispatcher:
             raise binding.provider.decode_error(response.status, body, response.headers)
         decoder = binding.provider.stream_decoder(call)
         try:
-            first = await _first_frames(response, decoder)
+            first = await first_frames(response, decoder)
         except BaseException:
             response.release()
             raise
@@ -423,7 +377,7 @@ class Dispatcher:
         record.usage = usage
         if usage is not None and record.deployment is not None:
             actual = usage.input_tokens + usage.output_tokens
-            self.stats.add_tokens(record.deployment, self._clock(), actual - _input_tokens(call))
+            self.stats.add_tokens(record.deployment, self._clock(), actual - input_tokens(call))
         if usage is not None:
             self._metrics.observe_tokens(
                 call.model,
@@ -434,69 +388,6 @@ class Dispatcher:
                     ("reasoning", usage.reasoning_tokens),
                 ),
             )
-
-
-async def _first_frames(response: UpstreamResponse, decoder: StreamDecoder) -> list[bytes]:
-    while chunk := await response.read_chunk():
-        frames = decoder.feed(chunk)
-        if frames:
-            return frames
-    return decoder.finish()
-
-
-def _input_tokens(call: Call) -> int:
-    """Prompt tokens, estimated as a quarter of the body's bytes."""
-    return sum(len(raw) for raw in call.body.values()) // 4
-
-
-def _needed_tokens(call: Call) -> int:
-    """Input estimate plus the request's output cap (0 when it sets none): the context check."""
-    return _input_tokens(call) + _output_cap(call, 0)
-
-
-def _output_cap(call: Call, default: int) -> int:
-    for key in _OUTPUT_CAPS:
-        raw = call.body.get(key)
-        if raw is not None:
-            value = msgspec.json.decode(raw)
-            if isinstance(value, int) and value > 0:
-                return value
-    return default
-
-
-def _trace_start(
-    trace: RouteTrace,
-    group: str,
-    strategy: str,
-    deployments: tuple[Deployment, ...],
-    able: list[Deployment],
-) -> None:
-    trace.group, trace.strategy, trace.candidates = group, strategy, []
-    trace.excluded = {}
-    if len(able) < len(deployments):
-        serving = {d.id for d in able}
-        trace.excluded.update({d.id: "endpoint" for d in deployments if d.id not in serving})
-
-
-def _log_route(record: CallRecord) -> None:
-    trace = record.trace
-    assert trace is not None
-    get_logger().info(
-        "route",
-        model=record.model,
-        group=trace.group,
-        strategy=trace.strategy,
-        candidates=trace.candidates,
-        excluded=trace.excluded,
-        deployment=record.deployment,
-        attempts=record.attempts,
-        fallback_from=record.fallback_from,
-    )
-
-
-def _estimate(call: Call, with_output: bool) -> RequestEstimate:
-    output = _output_cap(call, _DEFAULT_OUTPUT_TOKENS) if with_output else _DEFAULT_OUTPUT_TOKENS
-    return RequestEstimate(_input_tokens(call), output, call.stream)
 
 
 def _fallback_reason(error: LlmuxError) -> Reason | None:
@@ -514,50 +405,3 @@ def _exhausted(last: UpstreamError | None) -> LlmuxError:
     if last is not None:
         return last
     return NoDeploymentAvailable("No deployment could take the request.")
-
-
-Write = Callable[[bytes], Awaitable[object]]
-"""Sends bytes to the client (the HTTP layer's `StreamResponse.write`)."""
-
-
-class OpenStream:
-    """A stream whose first frames are ready; `relay()` sends them and the rest."""
-
-    __slots__ = ("_first", "_response", "decoder", "error", "on_close")
-
-    def __init__(
-        self, response: UpstreamResponse, decoder: StreamDecoder, first: list[bytes]
-    ) -> None:
-        self._response = response
-        self._first = first
-        self.decoder = decoder
-        self.error: LlmuxError | None = None
-        self.on_close: Callable[[LlmuxError | None], None] | None = None
-        """Called once by `close()` (the router stats' end of the attempt)."""
-
-    async def relay(self, write: Write) -> None:
-        """Send every frame, one write per upstream read; end with [DONE] or an error frame.
-
-        Client write failures (a disconnect) propagate to the caller, which must `close()`.
-        """
-        decoder, read_chunk = self.decoder, self._response.read_chunk
-        await write(b"".join(self._first))
-        try:
-            while chunk := await read_chunk():
-                frames = decoder.feed(chunk)
-                if frames:
-                    await write(frames[0] if len(frames) == 1 else b"".join(frames))
-            closing = decoder.finish()
-        except LlmuxError as error:
-            self.error = error
-            await write(decoder.error_frame(error))
-            return
-        if closing:
-            await write(b"".join(closing))
-
-    def close(self) -> None:
-        """Release the upstream connection; safe on every exit path, including disconnects."""
-        self._response.release()
-        on_close, self.on_close = self.on_close, None
-        if on_close is not None:
-            on_close(self.error)

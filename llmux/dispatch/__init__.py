@@ -1,0 +1,12 @@
+"""One call end to end: route -> encode -> send -> decode or relay -> usage; retries first.
+
+The only package where codecs and transports meet: `core` (the Dispatcher: retries,
+cooldowns, fallbacks), `relay` (streams), `records` (bindings, call records, the route line),
+`estimates` (token estimates for routing).
+"""
+
+from llmux.dispatch.core import Dispatcher
+from llmux.dispatch.records import Binding, CallRecord, RouteTrace
+from llmux.dispatch.relay import OpenStream, Write
+
+__all__ = ["Binding", "CallRecord", "Dispatcher", "OpenStream", "RouteTrace", "Write"]
