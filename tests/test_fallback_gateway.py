@@ -172,6 +172,13 @@ async def test_retry_lands_on_the_other_deployment(
     assert reply.headers["x-llmux-deployment"] == TWO
 
 
+def with_cooldown(text: str, cooldown: str) -> str:
+    """`text` with its `routing.cooldown` mapping replaced by `cooldown`."""
+    default = "  cooldown: {period: 200ms, max_period: 400ms, min_samples: 3, failure_rate: 0.5}\n"
+    assert default in text
+    return text.replace(default, f"  cooldown: {cooldown}\n")
+
+
 async def test_all_deployments_cooling_down_is_503_with_retry_after(
     fakes: tuple[FakeUpstream, FakeUpstream, FakeUpstream],
 ) -> None:
@@ -180,11 +187,7 @@ async def test_all_deployments_cooling_down_is_503_with_retry_after(
     limited = Reply(429, fixture_bytes("error_429.json"), {"retry-after": "30"})
     one.enqueue(limited)
     two.enqueue(limited)
-    routing = "  cooldown: {period: 200ms, max_period: 1m}"
-    text = config(one.url, two.url, spare.url).replace(
-        "  cooldown: {period: 200ms, max_period: 400ms, min_samples: 3, failure_rate: 0.5}\n",
-        routing + "\n",
-    )
+    text = with_cooldown(config(one.url, two.url, spare.url), "{period: 200ms, max_period: 1m}")
     async with running_gateway(text) as gateway:
         first = await chat(gateway, MIXED)
         assert first.status == 429
@@ -204,11 +207,8 @@ async def test_all_cooling_down_waits_for_recovery_within_max_wait(
     limited = Reply(429, fixture_bytes("error_429.json"), {"retry-after": "0.3"})
     one.enqueue(limited)
     two.enqueue(limited)
-    routing = "  cooldown: {period: 300ms, max_period: 1s, max_wait: 5s}"
-    text = config(one.url, two.url, spare.url).replace(
-        "  cooldown: {period: 200ms, max_period: 400ms, min_samples: 3, failure_rate: 0.5}\n",
-        routing + "\n",
-    )
+    cooldown = "{period: 300ms, max_period: 1s, max_wait: 5s}"
+    text = with_cooldown(config(one.url, two.url, spare.url), cooldown)
     async with running_gateway(text) as gateway:
         first = await chat(gateway, MIXED)
         assert first.status == 429
