@@ -9,7 +9,7 @@ import pytest
 
 from llmux.serve import Gateway
 from tests.helpers.gateway import running_gateway, upstream_config
-from tests.helpers.upstream import FakeUpstream
+from tests.helpers.upstream import FakeUpstream, started_fakes
 
 
 @pytest.fixture
@@ -36,3 +36,10 @@ async def client(gateway: Gateway) -> AsyncIterator[openai.AsyncOpenAI]:
     )
     yield sdk
     await sdk.close()
+
+
+@pytest.fixture
+async def fakes() -> AsyncIterator[tuple[FakeUpstream, FakeUpstream, FakeUpstream]]:
+    """Three fake upstreams, for gateways with providers `one`, `two` and `spare`."""
+    async with started_fakes(3) as (one, two, spare):
+        yield one, two, spare

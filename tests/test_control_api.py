@@ -12,7 +12,7 @@ import structlog
 from llmux.serve import Gateway
 from tests.helpers.edge import RawReply, raw_request
 from tests.helpers.gateway import free_port, running_gateway
-from tests.helpers.upstream import FakeUpstream
+from tests.helpers.upstream import FakeUpstream, started_fakes
 
 ONE = "one/gpt-4o-mini"
 TWO = "two/gpt-4o-mini"
@@ -46,20 +46,16 @@ routing:
 
 
 @pytest.fixture
-async def fakes() -> AsyncIterator[tuple[FakeUpstream, FakeUpstream]]:
+async def pair() -> AsyncIterator[tuple[FakeUpstream, FakeUpstream]]:
     """The upstreams `one` and `two`."""
-    started = [FakeUpstream(), FakeUpstream()]
-    for fake in started:
-        await fake.start()
-    yield started[0], started[1]
-    for fake in started:
-        await fake.stop()
+    async with started_fakes(2) as (one, two):
+        yield one, two
 
 
 @pytest.fixture
-async def gateway(fakes: tuple[FakeUpstream, FakeUpstream]) -> AsyncIterator[Gateway]:
+async def gateway(pair: tuple[FakeUpstream, FakeUpstream]) -> AsyncIterator[Gateway]:
     """A gateway without a master key."""
-    async with running_gateway(config(fakes[0].url, fakes[1].url)) as running:
+    async with running_gateway(config(pair[0].url, pair[1].url)) as running:
         yield running
 
 
@@ -124,10 +120,10 @@ async def test_served_requests_show_in_latency_ttft_and_usage(gateway: Gateway) 
 
 
 async def test_manual_cooldown_moves_traffic_and_clear_restores_it(
-    gateway: Gateway, fakes: tuple[FakeUpstream, FakeUpstream]
+    gateway: Gateway, pair: tuple[FakeUpstream, FakeUpstream]
 ) -> None:
     """A cooled deployment gets no traffic and shows `cooling`; clearing makes it healthy."""
-    one, _ = fakes
+    one, _ = pair
     cooled = await control(
         gateway, "POST", "/control/deployments/cooldown", {"deployment": ONE, "seconds": 60}
     )
@@ -198,10 +194,10 @@ async def test_bad_body_is_400(gateway: Gateway, body: object) -> None:
     assert (await deployments(gateway))[ONE]["state"] == "healthy"
 
 
-async def test_master_key_is_required_when_set(fakes: tuple[FakeUpstream, FakeUpstream]) -> None:
+async def test_master_key_is_required_when_set(pair: tuple[FakeUpstream, FakeUpstream]) -> None:
     """With `auth.master_key` both routes answer 401 without it (or with another key)."""
     auth = f"auth:\n  master_key: {MASTER}"
-    async with running_gateway(config(fakes[0].url, fakes[1].url, auth=auth)) as gateway:
+    async with running_gateway(config(pair[0].url, pair[1].url, auth=auth)) as gateway:
         missing = await control(gateway, "GET", "/control/deployments")
         wrong = await control(
             gateway,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
 
 import pytest
 import structlog
@@ -57,17 +56,6 @@ routing:
   retry_count: 1
 {routing}
 """
-
-
-@pytest.fixture
-async def fakes() -> AsyncIterator[tuple[FakeUpstream, FakeUpstream, FakeUpstream]]:
-    """The upstreams `one`, `two` and `spare`."""
-    started = [FakeUpstream(), FakeUpstream(), FakeUpstream()]
-    for fake in started:
-        await fake.start()
-    yield started[0], started[1], started[2]
-    for fake in started:
-        await fake.stop()
 
 
 async def chat(

@@ -266,47 +266,38 @@ async def test_wrong_method_is_405(client: openai.AsyncOpenAI, upstream: FakeUps
     assert upstream.received == []
 
 
-async def test_audio_speech_is_unsupported(
-    client: openai.AsyncOpenAI, upstream: FakeUpstream
-) -> None:
-    """/v1/audio/speech is a 400 saying the endpoint is not supported."""
-    exc = await rejected(client.audio.speech.create(model="tts-1", voice="alloy", input="Hello"))
+def assert_unsupported(exc: openai.APIStatusError, path: str) -> None:
+    """`exc` is the 400 `unsupported_endpoint` error naming `path`."""
     assert isinstance(exc, openai.BadRequestError)
     assert_openai_error(
         exc.response.json(),
         type="invalid_request_error",
         code="unsupported_endpoint",
         param=None,
-        mentions=("/v1/audio/speech", "not supported"),
+        mentions=(path, "not supported"),
     )
+
+
+async def test_audio_speech_is_unsupported(
+    client: openai.AsyncOpenAI, upstream: FakeUpstream
+) -> None:
+    """/v1/audio/speech is a 400 saying the endpoint is not supported."""
+    exc = await rejected(client.audio.speech.create(model="tts-1", voice="alloy", input="Hello"))
+    assert_unsupported(exc, "/v1/audio/speech")
     assert upstream.received == []
 
 
 async def test_batches_are_unsupported(client: openai.AsyncOpenAI, upstream: FakeUpstream) -> None:
     """/v1/batches is a 400 saying the endpoint is not supported."""
     exc = await rejected(client.batches.list())
-    assert isinstance(exc, openai.BadRequestError)
-    assert_openai_error(
-        exc.response.json(),
-        type="invalid_request_error",
-        code="unsupported_endpoint",
-        param=None,
-        mentions=("/v1/batches", "not supported"),
-    )
+    assert_unsupported(exc, "/v1/batches")
     assert upstream.received == []
 
 
 async def test_files_are_unsupported(client: openai.AsyncOpenAI, upstream: FakeUpstream) -> None:
     """/v1/files is a 400 saying the endpoint is not supported."""
     exc = await rejected(client.files.list())
-    assert isinstance(exc, openai.BadRequestError)
-    assert_openai_error(
-        exc.response.json(),
-        type="invalid_request_error",
-        code="unsupported_endpoint",
-        param=None,
-        mentions=("/v1/files", "not supported"),
-    )
+    assert_unsupported(exc, "/v1/files")
     assert upstream.received == []
 
 

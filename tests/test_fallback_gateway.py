@@ -8,9 +8,6 @@ polling; nothing asserts on time.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-
-import pytest
 
 from llmux.serve import Gateway
 from tests.helpers.edge import (
@@ -67,17 +64,6 @@ routing:
   cooldown: {{period: 200ms, max_period: 400ms, min_samples: 3, failure_rate: 0.5}}
 {routing}
 """
-
-
-@pytest.fixture
-async def fakes() -> AsyncIterator[tuple[FakeUpstream, FakeUpstream, FakeUpstream]]:
-    """The upstreams `one`, `two` and `spare`."""
-    started = [FakeUpstream(), FakeUpstream(), FakeUpstream()]
-    for fake in started:
-        await fake.start()
-    yield started[0], started[1], started[2]
-    for fake in started:
-        await fake.stop()
 
 
 async def chat(

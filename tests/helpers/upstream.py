@@ -12,6 +12,8 @@ import base64
 import json
 import struct
 from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -193,3 +195,16 @@ def _embeddings(payload: dict[str, Any]) -> bytes:
             vector = item["embedding"]
             item["embedding"] = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
     return json.dumps(data).encode()
+
+
+@asynccontextmanager
+async def started_fakes(count: int) -> AsyncIterator[list[FakeUpstream]]:
+    """`count` fake upstreams, listening until the block ends."""
+    fakes = [FakeUpstream() for _ in range(count)]
+    for fake in fakes:
+        await fake.start()
+    try:
+        yield fakes
+    finally:
+        for fake in fakes:
+            await fake.stop()
