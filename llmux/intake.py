@@ -120,11 +120,19 @@ def _responses(body: RawBody) -> None:
         raise InvalidRequest("Missing required parameter: 'input'.", param="input")
 
 
+def _anthropic_messages(body: RawBody) -> None:
+    raw = _require(body, "messages")
+    if raw == msgspec.Raw(b"[]"):
+        raise InvalidRequest("'messages' must contain at least one message.", param="messages")
+    _require(body, "max_tokens")
+
+
 _REQUIRED: dict[Endpoint, Callable[[RawBody], None]] = {
     Endpoint.CHAT: _chat,
     Endpoint.COMPLETIONS: _completions,
     Endpoint.EMBEDDINGS: _embeddings,
     Endpoint.RESPONSES: _responses,
+    Endpoint.MESSAGES: _anthropic_messages,
 }
 
 

@@ -23,6 +23,8 @@ class Endpoint(enum.Enum):
     COMPLETIONS = "/completions"
     EMBEDDINGS = "/embeddings"
     RESPONSES = "/responses"
+    MESSAGES = "/messages"
+    """Anthropic's Messages API, served on the gateway's /v1/messages."""
 
     @property
     def label(self) -> str:
@@ -35,6 +37,7 @@ _LABELS = {
     Endpoint.COMPLETIONS: "completions",
     Endpoint.EMBEDDINGS: "embeddings",
     Endpoint.RESPONSES: "responses",
+    Endpoint.MESSAGES: "messages",
 }
 
 
@@ -44,7 +47,11 @@ class Usage(msgspec.Struct, frozen=True, kw_only=True):
     input_tokens: int = 0
     output_tokens: int = 0
     cached_tokens: int = 0
+    """Input tokens read from the provider's prompt cache (part of `input_tokens`)."""
+    cache_write_tokens: int = 0
+    """Input tokens written to the provider's prompt cache (part of `input_tokens`)."""
     reasoning_tokens: int = 0
+    """Output tokens spent on reasoning (part of `output_tokens`)."""
 
     @property
     def total_tokens(self) -> int:

@@ -7,7 +7,7 @@ network I/O, read no clock and never import aiohttp.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import msgspec
@@ -30,6 +30,8 @@ class Call:
     request_id: str
     created: int = 0
     """Unix seconds when the gateway received the call; codecs stamp synthesized responses."""
+    client_headers: Mapping[str, str] = field(default_factory=dict)
+    """Client headers a passthrough codec forwards (e.g. `anthropic-beta`); lower-case names."""
 
     @property
     def model_raw(self) -> msgspec.Raw:

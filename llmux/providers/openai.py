@@ -93,7 +93,9 @@ class OpenAIProvider:
 
     __slots__ = ()
 
-    endpoints = frozenset(Endpoint)
+    endpoints = frozenset(
+        {Endpoint.CHAT, Endpoint.COMPLETIONS, Endpoint.EMBEDDINGS, Endpoint.RESPONSES}
+    )
 
     def encode_request(self, call: Call, target: Target) -> PreparedRequest:
         """Patch `model` (and `stream_options` for streams) into the client's body."""

@@ -66,9 +66,11 @@ class TestResponse:
         assert body["usage"]["prompt_tokens_details"]["cached_tokens"] == 0
 
     def test_cached_usage(self) -> None:
-        """Prompt tokens include cache reads and writes; cached_tokens are the reads."""
+        """Prompt tokens include cache reads and writes; both are also counted apart."""
         body, usage = _decode("chat_cached.json")
-        assert usage == Usage(input_tokens=21 + 188 + 1800, output_tokens=14, cached_tokens=1800)
+        assert usage == Usage(
+            input_tokens=21 + 188 + 1800, output_tokens=14, cached_tokens=1800, cache_write_tokens=188
+        )
         assert body["usage"]["prompt_tokens"] == 2009
         assert body["usage"]["prompt_tokens_details"]["cached_tokens"] == 1800
 

@@ -49,6 +49,7 @@ def to_usage(usage: wire.Usage | None) -> Usage:
         input_tokens=(usage.input_tokens or 0) + cached + (usage.cache_creation_input_tokens or 0),
         output_tokens=usage.output_tokens or 0,
         cached_tokens=cached,
+        cache_write_tokens=usage.cache_creation_input_tokens or 0,
         reasoning_tokens=(details.thinking_tokens or 0) if details is not None else 0,
     )
 
