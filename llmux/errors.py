@@ -20,6 +20,8 @@ Rendered exactly once, by `llmux.middleware.errors`, as
     │   ├── UpstreamTimeout         504 upstream_timeout
     │   └── UpstreamProtocolError   502 bad_upstream_response
     ├── DeploymentCapacityExceeded  429 rate_limit_error / deployment_capacity_exceeded
+    ├── RateLimited                 429 rate_limit_error / rate_limit_exceeded (with Retry-After)
+    ├── BudgetExceeded              429 insufficient_quota / budget_exceeded (x-should-retry: false)
     ├── NoDeploymentAvailable       503 no_deployment_available
     │   └── AllDeploymentsCoolingDown  503 all_deployments_cooling_down (with Retry-After)
     └── ServiceUnavailable          503 service_unavailable (draining)
@@ -32,6 +34,7 @@ from typing import ClassVar
 __all__ = [
     "AllDeploymentsCoolingDown",
     "AuthenticationFailed",
+    "BudgetExceeded",
     "ClientError",
     "DeploymentCapacityExceeded",
     "HTTPStatusError",
@@ -43,6 +46,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "PermissionDenied",
+    "RateLimited",
     "RequestTimeout",
     "ServiceUnavailable",
     "UnsupportedEndpoint",
@@ -252,6 +256,33 @@ class DeploymentCapacityExceeded(LlmuxError):
     status = 429
     type = "rate_limit_error"
     default_code = "deployment_capacity_exceeded"
+
+
+class RateLimited(LlmuxError):
+    """A key, user, team, organization or end-user limit refused the request (governance).
+
+    `headers` carry `retry-after` and the `x-ratelimit-*` headers of the limit that refused.
+    """
+
+    status = 429
+    type = "rate_limit_error"
+    default_code = "rate_limit_exceeded"
+
+    @property
+    def retryable(self) -> bool:
+        """Clients may retry after `Retry-After`."""
+        return True
+
+
+class BudgetExceeded(LlmuxError):
+    """A hard budget would be overshot; SDKs must not retry (`x-should-retry: false`)."""
+
+    status = 429
+    type = "insufficient_quota"
+    default_code = "budget_exceeded"
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message, headers={"x-should-retry": "false", **(headers or {})})
 
 
 class NoDeploymentAvailable(LlmuxError):

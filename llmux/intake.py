@@ -133,6 +133,7 @@ _REQUIRED: dict[Endpoint, Callable[[RawBody], None]] = {
     Endpoint.EMBEDDINGS: _embeddings,
     Endpoint.RESPONSES: _responses,
     Endpoint.MESSAGES: _anthropic_messages,
+    Endpoint.COUNT_TOKENS: lambda body: _require(body, "messages") and None,
 }
 
 

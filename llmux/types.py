@@ -25,6 +25,8 @@ class Endpoint(enum.Enum):
     RESPONSES = "/responses"
     MESSAGES = "/messages"
     """Anthropic's Messages API, served on the gateway's /v1/messages."""
+    COUNT_TOKENS = "/messages/count_tokens"
+    """Anthropic's token counting for a Messages request."""
 
     @property
     def label(self) -> str:
@@ -38,6 +40,7 @@ _LABELS = {
     Endpoint.EMBEDDINGS: "embeddings",
     Endpoint.RESPONSES: "responses",
     Endpoint.MESSAGES: "messages",
+    Endpoint.COUNT_TOKENS: "count_tokens",
 }
 
 
