@@ -127,13 +127,17 @@ def _anthropic_messages(body: RawBody) -> None:
     _require(body, "max_tokens")
 
 
+def _count_tokens(body: RawBody) -> None:
+    _require(body, "messages")
+
+
 _REQUIRED: dict[Endpoint, Callable[[RawBody], None]] = {
     Endpoint.CHAT: _chat,
     Endpoint.COMPLETIONS: _completions,
     Endpoint.EMBEDDINGS: _embeddings,
     Endpoint.RESPONSES: _responses,
     Endpoint.MESSAGES: _anthropic_messages,
-    Endpoint.COUNT_TOKENS: lambda body: _require(body, "messages") and None,
+    Endpoint.COUNT_TOKENS: _count_tokens,
 }
 
 
