@@ -1,8 +1,9 @@
-"""Command line: `llmux serve` and `llmux check-config`."""
+"""Command line: `llmux serve`, `llmux check-config` and `llmux migrate`."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
 from collections.abc import Sequence
@@ -34,6 +35,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     check = commands.add_parser("check-config", help="validate a config file and exit 0 or 1")
     check.add_argument("path")
+    migrate = commands.add_parser(
+        "migrate", help="bring the store's schema (store.url) up to date and exit"
+    )
+    migrate.add_argument(
+        "--config",
+        default=os.environ.get(_DEFAULT_CONFIG_ENV),
+        help=f"config file (default: ${_DEFAULT_CONFIG_ENV})",
+    )
     return parser
 
 
@@ -42,6 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "check-config":
         return _check_config(args.path)
+    if args.command == "migrate":
+        return _migrate(args)
     return _serve(args)
 
 
@@ -66,13 +77,44 @@ def _check_config(path: str) -> int:
     return 0
 
 
+def _no_config() -> int:
+    print(
+        f"error: no config file; pass --config PATH or set ${_DEFAULT_CONFIG_ENV}", file=sys.stderr
+    )
+    return 2
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    if not args.config:
+        return _no_config()
+    loaded = _load(args.config)
+    if loaded is None:
+        return 1
+    from llmux.serve import store_url
+    from llmux.store import StoreError, open_store
+
+    async def apply() -> list[int]:
+        store = await open_store(store_url(loaded), migrate=False)
+        try:
+            return await store.migrate()
+        finally:
+            await store.close()
+
+    try:
+        applied = asyncio.run(apply())
+    except (StoreError, OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if applied:
+        print(f"ok: applied migrations {', '.join(str(v) for v in applied)}")
+    else:
+        print("ok: the schema is up to date")
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     if not args.config:
-        print(
-            f"error: no config file; pass --config PATH or set ${_DEFAULT_CONFIG_ENV}",
-            file=sys.stderr,
-        )
-        return 2
+        return _no_config()
     if args.workers < 1:
         print("error: --workers must be at least 1", file=sys.stderr)
         return 2

@@ -93,3 +93,36 @@ def test_version() -> None:
     result = _llmux("--version")
     assert result.returncode == 0
     assert result.stdout == f"llmux {__version__}\n"
+
+
+def _store_config(tmp_path: Path) -> Path:
+    config = tmp_path / "llmux.yaml"
+    config.write_text(
+        "providers: [{name: mock, type: mock, models: [m]}]\n"
+        f"store: {{url: 'sqlite://{tmp_path}/llmux.db'}}\n"
+    )
+    return config
+
+
+def test_migrate_applies_the_schema_to_a_new_store(tmp_path: Path) -> None:
+    """`llmux migrate` creates the SQLite store and applies every migration."""
+    result = _llmux("migrate", "--config", str(_store_config(tmp_path)))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ok: applied migrations 1")
+    assert (tmp_path / "llmux.db").is_file()
+
+
+def test_migrate_twice_has_nothing_to_do(tmp_path: Path) -> None:
+    """A second `llmux migrate` finds the schema current and changes nothing."""
+    config = str(_store_config(tmp_path))
+    _llmux("migrate", "--config", config)
+    result = _llmux("migrate", "--config", config)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "ok: the schema is up to date\n"
+
+
+def test_migrate_without_config_exits_2() -> None:
+    """`llmux migrate` with no config names the missing flag."""
+    result = _llmux("migrate")
+    assert result.returncode == 2
+    assert "no config file" in result.stderr
