@@ -17,6 +17,13 @@ __all__ = [
     "ContentBlock",
     "ErrorEnvelope",
     "ImageBlock",
+    "InboundBlock",
+    "InboundMessage",
+    "InboundRequest",
+    "InboundSource",
+    "InboundThinking",
+    "InboundTool",
+    "InboundToolChoice",
     "Message",
     "MessageParam",
     "MessagesRequest",
@@ -29,6 +36,7 @@ __all__ = [
     "Usage",
     "decode_error",
     "decode_event",
+    "decode_inbound_request",
     "decode_message",
     "encode_request",
 ]
@@ -219,3 +227,98 @@ decode_event = _event_decoder.decode
 
 decode_error = _error_decoder.decode
 """Decode an error body; raises msgspec errors when malformed."""
+
+
+# Inbound: a client's Messages request, as the /v1/messages front door reads it when the
+# provider behind it is not Anthropic. Blocks are flattened (one Struct for every block type)
+# so an unsupported type is reported by name instead of as a failed tagged-union match.
+
+
+class InboundSource(msgspec.Struct):
+    """An image `source`: `base64` (media_type + data), `url` or an unsupported kind (`file`)."""
+
+    type: str
+    media_type: str | None = None
+    data: str | None = None
+    url: str | None = None
+
+
+class InboundBlock(msgspec.Struct):
+    """Any content block a client sends; which fields are set depends on `type`."""
+
+    type: str
+    text: str | None = None
+    source: InboundSource | None = None
+    id: str | None = None
+    name: str | None = None
+    input: msgspec.Raw = msgspec.Raw()
+    """A tool_use block's arguments object; empty bytes when absent."""
+    tool_use_id: str | None = None
+    content: str | list[InboundBlock] | None = None
+    """A tool_result block's content: a string or text/image blocks."""
+    is_error: bool | None = None
+
+
+class InboundMessage(msgspec.Struct):
+    """One client turn: `user` or `assistant`, string or block content."""
+
+    role: str
+    content: str | list[InboundBlock]
+
+
+class InboundTool(msgspec.Struct):
+    """A client tool; `type` is absent or `custom` for client tools, else a server tool."""
+
+    name: str
+    type: str | None = None
+    description: str | None = None
+    input_schema: msgspec.Raw = msgspec.Raw()
+    """The JSON schema bytes; empty when absent."""
+
+
+class InboundToolChoice(msgspec.Struct):
+    """`tool_choice`: auto, any, tool (with `name`) or none."""
+
+    type: str
+    name: str | None = None
+    disable_parallel_tool_use: bool | None = None
+
+
+class InboundThinking(msgspec.Struct):
+    """`thinking`: `{"type": "enabled", "budget_tokens": n}` or `{"type": "disabled"}`."""
+
+    type: str
+    budget_tokens: int | None = None
+
+
+class InboundMetadata(msgspec.Struct):
+    """`metadata`: an opaque end-user id."""
+
+    user_id: str | None = None
+
+
+class InboundRequest(msgspec.Struct):
+    """`POST /v1/messages` as a client sends it, as far as translation reads it.
+
+    Docs: https://docs.anthropic.com/en/api/messages
+    """
+
+    model: str
+    messages: list[InboundMessage]
+    max_tokens: int | None = None
+    system: str | list[InboundBlock] | None = None
+    tools: list[InboundTool] | None = None
+    tool_choice: InboundToolChoice | None = None
+    stop_sequences: list[str] | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    metadata: InboundMetadata | None = None
+    thinking: InboundThinking | None = None
+    stream: bool | None = None
+
+
+_inbound_decoder = msgspec.json.Decoder(InboundRequest)
+
+decode_inbound_request = _inbound_decoder.decode
+"""Decode a client's Messages request; raises msgspec errors when malformed."""

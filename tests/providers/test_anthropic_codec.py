@@ -69,7 +69,10 @@ class TestResponse:
         """Prompt tokens include cache reads and writes; both are also counted apart."""
         body, usage = _decode("chat_cached.json")
         assert usage == Usage(
-            input_tokens=21 + 188 + 1800, output_tokens=14, cached_tokens=1800, cache_write_tokens=188
+            input_tokens=21 + 188 + 1800,
+            output_tokens=14,
+            cached_tokens=1800,
+            cache_write_tokens=188,
         )
         assert body["usage"]["prompt_tokens"] == 2009
         assert body["usage"]["prompt_tokens_details"]["cached_tokens"] == 1800

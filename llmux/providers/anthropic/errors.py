@@ -1,7 +1,9 @@
 """Anthropic error bodies -> llmux's error tree, for HTTP answers and mid-stream `error` events.
 
 `overloaded_error` (HTTP 529) becomes a retryable 503; `invalid_request_error` about a prompt
-that is too long gets the OpenAI code `context_length_exceeded`.
+that is too long gets the OpenAI code `context_length_exceeded`. The other direction,
+`anthropic_error_type` / `anthropic_error_body`, renders llmux's errors in Anthropic's shape for
+clients of /v1/messages (the passthrough stream's error event and the Messages front door).
 Docs: https://docs.anthropic.com/en/api/errors
 """
 
@@ -12,11 +14,11 @@ from typing import Final
 
 import msgspec
 
-from llmux.errors import UpstreamError
+from llmux.errors import LlmuxError, UpstreamError
 from llmux.providers.openai import parse_retry_after
 from llmux.wire import anthropic as wire
 
-__all__ = ["decode_error", "error_from_detail"]
+__all__ = ["anthropic_error_body", "anthropic_error_type", "decode_error", "error_from_detail"]
 
 # Anthropic error type -> (our status, OpenAI-style type).
 _BY_TYPE: Final = {
@@ -32,6 +34,36 @@ _BY_TYPE: Final = {
     "overloaded_error": (503, "service_unavailable"),
 }
 _CONTEXT_HINTS: Final = ("prompt is too long", "context window", "context length")
+# HTTP status -> Anthropic error type, as https://docs.anthropic.com/en/api/errors lists them.
+_TYPE_BY_STATUS: Final = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    408: "timeout_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+_error_encoder = msgspec.json.Encoder()
+
+
+def anthropic_error_type(error: LlmuxError) -> str:
+    """The Anthropic `error.type` for `error`, chosen by its HTTP status."""
+    status = error.http_status
+    if status in _TYPE_BY_STATUS:
+        return _TYPE_BY_STATUS[status]
+    return "invalid_request_error" if status < 500 else "api_error"
+
+
+def anthropic_error_body(error: LlmuxError) -> bytes:
+    """`{"type": "error", "error": {"type", "message"}}`, the body Anthropic's SDKs parse."""
+    detail = {"type": anthropic_error_type(error), "message": error.message}
+    return _error_encoder.encode({"type": "error", "error": detail})
 
 
 def decode_error(status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamError:

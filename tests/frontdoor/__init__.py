@@ -1,0 +1,1 @@
+"""Tests of the front doors: client dialects served over every provider."""
