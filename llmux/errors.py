@@ -268,6 +268,13 @@ class RateLimited(LlmuxError):
     type = "rate_limit_error"
     default_code = "rate_limit_exceeded"
 
+    def __init__(
+        self, message: str, *, headers: dict[str, str] | None = None, level: str = "key"
+    ) -> None:
+        super().__init__(message, headers=headers)
+        self.level = level
+        """Which limit refused: key, user, team, organization or end_user (a metric label)."""
+
     @property
     def retryable(self) -> bool:
         """Clients may retry after `Retry-After`."""
@@ -281,8 +288,12 @@ class BudgetExceeded(LlmuxError):
     type = "insufficient_quota"
     default_code = "budget_exceeded"
 
-    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, message: str, *, headers: dict[str, str] | None = None, level: str = "key"
+    ) -> None:
         super().__init__(message, headers={"x-should-retry": "false", **(headers or {})})
+        self.level = level
+        """Which budget refused (key, user, team, organization, end_user, ..._model)."""
 
 
 class NoDeploymentAvailable(LlmuxError):
