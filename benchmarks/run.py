@@ -22,6 +22,7 @@ import socket
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -31,11 +32,13 @@ from types import FrameType
 if __package__ in (None, ""):  # run as a script (python benchmarks/run.py): find the package
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import _procs, _report, _wrk
+from benchmarks import _governance, _procs, _report, _wrk
 
 REPO = Path(__file__).resolve().parent.parent
 HERE = REPO / "benchmarks"
 TARGETS = ("direct", "bare", "llmux")
+GOVERNED_TARGETS = tuple(_governance.GOVERNED)
+"""llmux with governance on (standalone, distributed): opt in with --targets."""
 HOST = "127.0.0.1"
 
 LLMUX_CONFIG = """\
@@ -54,6 +57,8 @@ providers:
     base_url: __UPSTREAM_ROOT_URL__
     api_key: sk-bench
     models: [bench-claude]
+store:
+  url: __STORE_URL__
 logging:
   level: info
   format: json
@@ -76,6 +81,29 @@ class Scenario:
     model: str = "bench-model"
     targets: tuple[str, ...] = TARGETS
     """The targets that can serve this scenario; the others are skipped for it."""
+    api: str = "chat"
+    """The client dialect: ``chat``, ``responses`` or ``messages`` (see ``APIS``)."""
+
+
+@dataclass(frozen=True)
+class Api:
+    """One client dialect: its path, its headers, and how a complete answer is recognised."""
+
+    path: str
+    done: bytes
+    """Found in the last SSE event of a complete streamed answer (in the body for JSON)."""
+    headers: tuple[tuple[str, str], ...] = ()
+    """Headers the dialect's SDK sends besides the key and the content type."""
+
+
+APIS = {
+    "chat": Api(_wrk.CHAT_PATH, b"data: [DONE]"),
+    "responses": Api("/v1/responses", b'"type":"response.completed"'),
+    "messages": Api(
+        "/v1/messages", b'"type":"message_stop"', headers=(("anthropic-version", "2023-06-01"),)
+    ),
+}
+"""The client dialects a scenario can speak; ``chat`` uses ``_wrk``'s own body and probe."""
 
 
 SCENARIOS = {
@@ -111,6 +139,33 @@ SCENARIOS = {
             goals=_report.Goals(cpu_ratio=False, cpu_vs="streaming"),
             model="bench-claude",
             targets=("llmux",),
+        ),
+        Scenario(
+            "responses-over-anthropic",
+            "client streams POST /v1/responses (model bench-claude); llmux translates to the "
+            "upstream's Anthropic POST /v1/messages stream, 50 ms to first event then 20 "
+            "text_delta events 5 ms apart, 50 connections; llmux only",
+            stream=True,
+            connections=50,
+            duration_s=8,
+            latency_ms=50.0,
+            goals=_report.Goals(cpu_ratio=False, cpu_vs="streaming"),
+            model="bench-claude",
+            targets=("llmux",),
+            api="responses",
+        ),
+        Scenario(
+            "messages-over-openai",
+            "client streams POST /v1/messages (Anthropic dialect, model bench-model); llmux "
+            "translates to the upstream's OpenAI chat stream, 50 ms to first chunk then 20 "
+            "chunks 5 ms apart, 50 connections; llmux only",
+            stream=True,
+            connections=50,
+            duration_s=8,
+            latency_ms=50.0,
+            goals=_report.Goals(cpu_ratio=False, cpu_vs="streaming"),
+            targets=("llmux",),
+            api="messages",
         ),
         Scenario(
             "saturation",
@@ -178,6 +233,9 @@ def write_llmux_config(args: argparse.Namespace, upstream_port: int, path: Path)
     if "__LLMUX_PORT__" not in text and not args.llmux_port:
         raise SystemExit("--llmux-config: use __LLMUX_PORT__ as server.port or pass --llmux-port")
     root = f"http://{HOST}:{upstream_port}"
+    # The standalone default (sqlite://llmux.db) would grow a database in the checkout across
+    # runs; a fresh one in the run's temp directory keeps runs alike and the tree clean.
+    text = text.replace("__STORE_URL__", f"sqlite:///{path.parent / 'llmux.db'}")
     text = text.replace("__LLMUX_PORT__", str(port)).replace("__UPSTREAM_ROOT_URL__", root)
     path.write_text(text.replace("__UPSTREAM_BASE_URL__", f"{root}/v1"))
     return port
@@ -224,12 +282,33 @@ def start_targets(ctx: Context) -> tuple[str, list[Target]]:
     if "llmux" in targets_wanted:
         config = ctx.log_dir / "llmux.yaml"
         port = write_llmux_config(ctx.args, up_port, config)
-        argv = [py, "-m", "llmux", "serve", "--config", str(config)]
-        if ctx.args.workers:
-            argv += ["--workers", str(ctx.args.workers)]
-        llmux = start("llmux", argv, "/health/ready", port, ctx.cpus.target, ctx)
-        targets.append(Target("llmux", f"http://{HOST}:{port}", llmux.pid))
+        targets.append(start_llmux("llmux", config, port, ctx))
+    for name in GOVERNED_TARGETS:
+        if name in targets_wanted:
+            targets.append(start_governed(_governance.GOVERNED[name], up_port, ctx))
     return up_url, targets
+
+
+def start_llmux(name: str, config: Path, port: int, ctx: Context) -> Target:
+    """Start one llmux on ``config`` and wait until it is ready."""
+    argv = [ctx.args.python, "-m", "llmux", "serve", "--config", str(config)]
+    if ctx.args.workers:
+        argv += ["--workers", str(ctx.args.workers)]
+    llmux = start(name, argv, "/health/ready", port, ctx.cpus.target, ctx)
+    return Target(name, f"http://{HOST}:{port}", llmux.pid)
+
+
+def start_governed(governed: _governance.Governed, up_port: int, ctx: Context) -> Target:
+    """Start llmux with governance on, its store seeded with the key the load sends."""
+    config = ctx.log_dir / f"{governed.name}.yaml"
+    port = write_llmux_config(ctx.args, up_port, config)
+    store_url, prefix = _governance.store_for(governed, str(ctx.log_dir / f"{governed.name}.db"))
+    generated_store = f"sqlite:///{ctx.log_dir / 'llmux.db'}"
+    base = config.read_text().replace(generated_store, "__STORE_URL__")
+    config.write_text(_governance.governed_config(base, governed, store_url, prefix))
+    _governance.seed_key(store_url)
+    ctx.stack.callback(_governance.drop_store, store_url)
+    return start_llmux(governed.name, config, port, ctx)
 
 
 def configure_upstream(up_url: str, scenario: Scenario, jitter_ms: float) -> None:
@@ -262,7 +341,7 @@ def measure(
     It also measures the CPU that processes outside this run used meanwhile (``other_pct``)
     and the hypervisor's steal, both as a share of all cores, to flag a noisy measurement.
     """
-    _wrk.probe(target.base_url, body, scenario.stream)
+    probe(target.base_url, scenario, body)
     load = _wrk.Load(scenario.connections, ctx.cpus.threads, ctx.cpus.load)
     if ctx.args.warmup:
         _wrk.run_load(target.base_url, script, load, ctx.args.warmup)
@@ -295,17 +374,66 @@ def measure(
     )
 
 
+def request_body(scenario: Scenario) -> bytes:
+    """The request every connection of ``scenario`` sends, in the scenario's dialect."""
+    if scenario.api == "chat":
+        return _wrk.chat_body(scenario.stream, scenario.model)
+    prompt = "Say hello"
+    body: dict[str, object] = {"model": scenario.model}
+    if scenario.api == "responses":
+        body["input"] = prompt
+    else:
+        body |= {"max_tokens": 256, "messages": [{"role": "user", "content": prompt}]}
+    if scenario.stream:
+        body["stream"] = True
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def write_script(path: Path, scenario: Scenario, body: bytes) -> Path:
+    """``_wrk``'s Lua script, pointed at the dialect's path with the dialect's headers.
+
+    wrk runs the script after it has set ``wrk.path`` from the URL, so these lines override it.
+    """
+    _wrk.write_script(path, body)
+    api = APIS[scenario.api]
+    lines = [f'wrk.path = "{api.path}"']
+    lines += [f'wrk.headers["{name}"] = "{value}"' for name, value in api.headers]
+    with path.open("a") as script:
+        script.write("\n".join(lines) + "\n")
+    return path
+
+
+def probe(base_url: str, scenario: Scenario, body: bytes, timeout_s: float = 10.0) -> None:
+    """Send one request and check for a 200 and a complete answer; raise otherwise."""
+    if scenario.api == "chat":
+        _wrk.probe(base_url, body, scenario.stream, timeout_s)
+        return
+    api = APIS[scenario.api]
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {_wrk.API_KEY}"}
+    request = urllib.request.Request(
+        base_url + api.path, data=body, method="POST", headers=headers | dict(api.headers)
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            payload = response.read()
+    except urllib.error.HTTPError as exc:
+        raise RuntimeError(f"{base_url} answered {exc.code}: {exc.read()[:500]!r}") from exc
+    last = payload.replace(b"\r\n", b"\n").rstrip().rsplit(b"\n\n", 1)[-1]
+    if api.done not in (last if scenario.stream else payload):
+        raise RuntimeError(f"bad answer from {base_url}: {payload[-500:]!r}")
+
+
 def run_scenario(
     scenario: Scenario, up_url: str, targets: Sequence[Target], ctx: Context
 ) -> list[_report.Row]:
     """Set the upstream's timing, then measure every target that can serve the scenario."""
-    targets = [t for t in targets if t.name in scenario.targets]
+    targets = [t for t in targets if _base_target(t.name) in scenario.targets]
     if not targets:
         log(f"{scenario.name}: skipped, it runs only on {','.join(scenario.targets)}")
         return []
     configure_upstream(up_url, scenario, ctx.args.jitter_ms)
-    body = _wrk.chat_body(scenario.stream, scenario.model)
-    script = _wrk.write_script(ctx.log_dir / f"{scenario.name}.lua", body)
+    body = request_body(scenario)
+    script = write_script(ctx.log_dir / f"{scenario.name}.lua", scenario, body)
     rows = []
     for target in targets:
         log(f"{scenario.name}: loading {target.name} ...")
@@ -317,6 +445,11 @@ def run_scenario(
         )
         rows.append(row)
     return rows
+
+
+def _base_target(name: str) -> str:
+    """Governed llmux targets serve whatever llmux serves."""
+    return "llmux" if name in GOVERNED_TARGETS else name
 
 
 def log(message: str) -> None:
@@ -387,7 +520,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     add = parser.add_argument
     add("--scenario", action="append", choices=list(SCENARIOS), help="repeatable; default all")
-    add("--targets", default=",".join(TARGETS), help="comma list from direct,bare,llmux")
+    add(
+        "--targets",
+        default=",".join(TARGETS),
+        help="comma list from direct,bare,llmux,llmux-gov (governance on, SQLite),"
+        " llmux-dist (governance on, Postgres + Redis)",
+    )
     add("--pin-cpu", default="1", help="cores for the target, e.g. 1 or 2-3 (default 1)")
     add("--no-pin", action="store_true", help="do not pin anything to cores")
     add("--duration", type=int, help="seconds of measured load per target (overrides scenarios)")
@@ -408,9 +546,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--fail-on-miss", action="store_true", help="exit 1 when a tracked target is missed")
     args = parser.parse_args(argv)
     args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
-    unknown = set(args.targets) - set(TARGETS)
+    known = (*TARGETS, *GOVERNED_TARGETS)
+    unknown = set(args.targets) - set(known)
     if unknown or not args.targets:
-        parser.error(f"--targets: unknown {sorted(unknown)}; choose from {','.join(TARGETS)}")
+        parser.error(f"--targets: unknown {sorted(unknown)}; choose from {','.join(known)}")
     args.scenario = args.scenario or list(SCENARIOS)
     return args
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import enum
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 __all__ = ["Breaker", "CooldownPolicy", "State", "counts_as_failure"]
@@ -189,6 +189,17 @@ class Breaker:
             entry.until = max(entry.until, now + seconds)
             return
         self._cool(deployment, entry, now, seconds)
+
+    def carry_from(self, previous: Breaker, deployments: Iterable[str]) -> None:
+        """Adopt `previous`'s state of `deployments` (a reload keeps unchanged deployments' state).
+
+        The records are shared, so outcomes of attempts still in flight on the old runtime land
+        here too.
+        """
+        for deployment in deployments:
+            found = previous._states.get(deployment)
+            if found is not None:
+                self._states[deployment] = found
 
     def record_success(self, deployment: str) -> None:
         """An attempt succeeded (or was refused for the client's own mistake)."""

@@ -12,8 +12,10 @@ Rendered exactly once, by `llmux.middleware.errors`, as
     │   ├── NotFound                404 unknown_url
     │   ├── ModelNotFound           404 model_not_found
     │   ├── MethodNotAllowed        405 method_not_allowed
+    │   ├── Conflict                409 conflict (already exists, checksum mismatch)
     │   ├── RequestTimeout          408 request_timeout
-    │   └── PayloadTooLarge         413 request_too_large
+    │   ├── PayloadTooLarge         413 request_too_large
+    │   └── UnprocessableEntity     422 (a body that fails its schema; names the field)
     ├── HTTPStatusError             any other HTTP-level refusal, its own status
     ├── UpstreamError               upstream's status and message, kept as sent
     │   ├── UpstreamConnectError    502 upstream_connection_error
@@ -36,6 +38,7 @@ __all__ = [
     "AuthenticationFailed",
     "BudgetExceeded",
     "ClientError",
+    "Conflict",
     "DeploymentCapacityExceeded",
     "HTTPStatusError",
     "InvalidRequest",
@@ -49,6 +52,7 @@ __all__ = [
     "RateLimited",
     "RequestTimeout",
     "ServiceUnavailable",
+    "UnprocessableEntity",
     "UnsupportedEndpoint",
     "UpstreamConnectError",
     "UpstreamError",
@@ -170,6 +174,20 @@ class PayloadTooLarge(ClientError):
 
     status = 413
     default_code = "request_too_large"
+
+
+class Conflict(ClientError):
+    """The request clashes with the current state (an id already taken, a stale checksum)."""
+
+    status = 409
+    default_code = "conflict"
+
+
+class UnprocessableEntity(ClientError):
+    """A well-formed body whose fields fail their schema; `param` names the field."""
+
+    status = 422
+    default_code = "invalid_field"
 
 
 class HTTPStatusError(LlmuxError):

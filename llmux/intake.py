@@ -7,7 +7,7 @@ required fields); everything else stays as raw bytes for the upstream. Pure: no 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import msgspec
 
@@ -31,7 +31,13 @@ _NULL = msgspec.Raw(b"null")
 _MISSING = re.compile(r"missing required field `([^`]+)`")
 
 
-def parse_call(endpoint: Endpoint, data: bytes, request_id: str, created: int = 0) -> Call:
+def parse_call(
+    endpoint: Endpoint,
+    data: bytes,
+    request_id: str,
+    created: int = 0,
+    client_headers: Mapping[str, str] | None = None,
+) -> Call:
     """Validate `data` for `endpoint` and return the call every attempt will use."""
     if not data.strip():
         raise InvalidRequest("The request body is empty; expected a JSON object.")
@@ -47,7 +53,9 @@ def parse_call(endpoint: Endpoint, data: bytes, request_id: str, created: int = 
     if stream and endpoint is Endpoint.EMBEDDINGS:
         raise InvalidRequest("Embeddings cannot be streamed.", param="stream")
     include_usage = _include_usage(body) if stream else False
-    return Call(endpoint, model, body, stream, include_usage, request_id, created)
+    return Call(
+        endpoint, model, body, stream, include_usage, request_id, created, client_headers or {}
+    )
 
 
 def _model(body: RawBody) -> str:

@@ -1,11 +1,14 @@
 """Everything built from one loaded config: routing table, bindings and dispatcher.
 
 A reload builds a new `Runtime` and swaps the one reference in `RuntimeHolder`; nothing is
-mutated in place, so in-flight requests finish on the runtime they started with.
+mutated in place, so in-flight requests finish on the runtime they started with. Given the
+previous runtime, the new one keeps the routing observations and breaker state of every
+deployment whose config did not change; new and changed deployments start fresh.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 
@@ -14,10 +17,14 @@ from llmux.config.schema import CooldownConfig, DeploymentTimeoutsConfig, ModelE
 from llmux.cooldown import Breaker, CooldownPolicy, State
 from llmux.dispatch import Binding, Dispatcher
 from llmux.fallbacks import FallbackPolicy
+from llmux.frontdoor.doors import FrontDoors
+from llmux.governance.costing import Costing, DeploymentPrice, price_override
 from llmux.log import get_logger
 from llmux.metrics import Metrics
+from llmux.pricing import PriceBook
 from llmux.providers import DEFAULT_BASE_URLS, REGISTRY, Target
-from llmux.routing import RoutingTable, build_table
+from llmux.routing import Deployment, RoutingTable, build_table
+from llmux.routing.stats import LocalRouterStats
 from llmux.state import RedisLink, RedisRouterStats
 from llmux.upstream import HttpTransport, MockTransport, Timeouts, Transport
 
@@ -32,6 +39,11 @@ class Runtime:
     table: RoutingTable
     dispatcher: Dispatcher
     created: int
+    costing: Costing
+
+    def deployments_of(self, model: str) -> list[str]:
+        """The deployment ids a model name routes to; 404 `model_not_found` if none."""
+        return [deployment.id for deployment in self.table.lookup(model)]
 
 
 class RuntimeHolder:
@@ -44,11 +56,16 @@ class RuntimeHolder:
 
 
 def build_runtime(
-    loaded: LoadedConfig, http: HttpTransport, metrics: Metrics, link: RedisLink | None = None
+    loaded: LoadedConfig,
+    http: HttpTransport,
+    metrics: Metrics,
+    link: RedisLink | None = None,
+    previous: Runtime | None = None,
 ) -> Runtime:
     """Resolve providers to codecs and transports, and build the routing table.
 
     With `link` (the process's Redis link, for `routing.distributed`) routing state is shared.
+    With `previous` (a reload) unchanged deployments keep their routing state.
     """
     config = loaded.config
     for message in loaded.warnings:
@@ -81,6 +98,7 @@ def build_runtime(
     providers = {p.name: p for p in config.providers}
     bindings: dict[str, Binding] = {}
     transports: dict[str, Transport] = {}
+    codecs = {name: FrontDoors(codec) for name, codec in REGISTRY.items()}
     for deployment in table.by_id.values():
         provider = providers[deployment.provider]
         transport = transports.get(provider.name)
@@ -88,7 +106,7 @@ def build_runtime(
             transport = transports[provider.name] = _transport(provider, http)
         bindings[deployment.id] = Binding(
             deployment=deployment,
-            provider=REGISTRY[provider.type],
+            provider=codecs[provider.type],
             transport=transport,
             target=Target(
                 provider=provider.name,
@@ -118,7 +136,58 @@ def build_runtime(
         breaker=breaker,
         fallbacks=_fallbacks(config.routing, set(table.groups) | set(config.routing.aliases)),
     )
-    return Runtime(loaded, table, dispatcher, int(time.time()))
+    if previous is not None:
+        _carry_state(previous, dispatcher, _unchanged(previous, loaded, table))
+    costing = Costing(
+        price_book(),
+        {
+            d.id: DeploymentPrice(d.upstream_model, d.provider, price_override(d.entry))
+            for d in table.by_id.values()
+        },
+    )
+    return Runtime(loaded, table, dispatcher, int(time.time()), costing)
+
+
+def _unchanged(previous: Runtime, loaded: LoadedConfig, table: RoutingTable) -> list[str]:
+    """Deployments whose own settings and provider are the same in both configs."""
+    old_providers = {p.name: p for p in previous.loaded.config.providers}
+    new_providers = {p.name: p for p in loaded.config.providers}
+    same = []
+    for deployment in table.by_id.values():
+        before = previous.table.by_id.get(deployment.id)
+        if (
+            before is not None
+            and _settings(before) == _settings(deployment)
+            and old_providers.get(deployment.provider) == new_providers.get(deployment.provider)
+        ):
+            same.append(deployment.id)
+    return same
+
+
+def _settings(deployment: Deployment) -> tuple[object, ...]:
+    # Position and peer count follow from the rest of the group, not from this deployment.
+    return (
+        deployment.group,
+        deployment.upstream_model,
+        deployment.weight,
+        deployment.entry,
+        deployment.context_window,
+    )
+
+
+def _carry_state(previous: Runtime, dispatcher: Dispatcher, deployments: list[str]) -> None:
+    dispatcher.breaker.carry_from(previous.dispatcher.breaker, deployments)
+    old_stats, new_stats = previous.dispatcher.stats, dispatcher.stats
+    # Shared (Redis) stats live outside the process and need no carrying.
+    if isinstance(old_stats, LocalRouterStats) and isinstance(new_stats, LocalRouterStats):
+        groups = {previous.table.by_id[d].group for d in deployments}
+        new_stats.carry_from(old_stats, deployments, groups)
+
+
+@functools.cache
+def price_book() -> PriceBook:
+    """The shipped price table, loaded once per process."""
+    return PriceBook()
 
 
 def deployment_timeouts(

@@ -21,22 +21,33 @@ from dataclasses import dataclass
 from multiprocessing.connection import wait as wait_for_sentinels
 from multiprocessing.process import BaseProcess
 from types import FrameType, TracebackType
+from typing import TYPE_CHECKING
 
 import msgspec
 import uvloop
 from aiohttp import web
 
 from llmux.admin import create_admin_app
+from llmux.appkeys import READINESS
 from llmux.config import LoadedConfig
+from llmux.governance.service import Governance
 from llmux.lifecycle import Lifecycle
-from llmux.log import AccessLog, configure, get_logger
+from llmux.log import AccessLog, configure, get_logger, use_hot_path_writer
+from llmux.loopmonitor import LoopMonitor
 from llmux.metrics import Metrics, mark_worker_dead
-from llmux.runtime import RuntimeHolder, build_runtime
+from llmux.readiness import Check, Readiness
+from llmux.reload import ConfigState, ConfigWatcher, Reloader
+from llmux.runtime import Runtime, RuntimeHolder, build_runtime
 from llmux.server import create_app
 from llmux.state import RedisLink, open_link
+from llmux.store import Store, open_store
+from llmux.tracing import setup_tracing
 from llmux.upstream import HttpTransport
 
-__all__ = ["Gateway", "Overrides", "apply_overrides", "run"]
+if TYPE_CHECKING:
+    from llmux.otel import Tracing
+
+__all__ = ["Gateway", "Overrides", "apply_overrides", "run", "store_url"]
 
 _RESTART_WINDOW = 10.0
 _GC_GEN0_THRESHOLD = 20_000
@@ -70,6 +81,22 @@ def apply_overrides(loaded: LoadedConfig, overrides: Overrides) -> LoadedConfig:
     return LoadedConfig(config, loaded.path, loaded.checksum, loaded.warnings)
 
 
+_DEFAULT_STORES = {"development": "memory://", "standalone": "sqlite://llmux.db"}
+
+
+def store_url(loaded: LoadedConfig) -> str:
+    """`store.url`, or the default of the deployment mode (distributed mode must name one)."""
+    config = loaded.config
+    if config.store.url:
+        return config.store.url
+    default = _DEFAULT_STORES.get(config.deployment.mode)
+    if default is None:
+        raise ValueError(
+            f"{loaded.path}: store.url: required in distributed mode (postgresql://...)"
+        )
+    return default
+
+
 class Gateway:
     """Both apps of one process, started and stopped as a unit inside a running loop."""
 
@@ -77,34 +104,88 @@ class Gateway:
         self.loaded = loaded
         self.lifecycle = Lifecycle()
         self.metrics = Metrics()
+        self._loop_monitor = LoopMonitor(self.metrics.observe_loop_lag)
         self._reuse_port = reuse_port
         self._http = HttpTransport(loaded.config.upstream)
         self.redis: RedisLink | None = None
         """The shared routing state's link, when `routing.distributed` is on."""
+        self.store: Store | None = None
+        """Keys, spend, audit and stored responses (`store.url`)."""
+        self.governance: Governance | None = None
+        """Key cache, limits, budgets and the spend writer (started with the store)."""
+        self.tracing: Tracing | None = None
+        """OpenTelemetry export, when `tracing.enabled` (set up by `start`)."""
         logging = loaded.config.logging
         self.access_log = AccessLog(
             enabled=logging.access_log, level=logging.level, fmt=logging.format
         )
+        use_hot_path_writer(self.access_log)
         self._runners: list[web.AppRunner] = []
+        self.holder: RuntimeHolder | None = None
+        """The runtime serving now (swapped by `reload`)."""
+        self.reloader: Reloader | None = None
+        self._watcher: ConfigWatcher | None = None
         self.port = 0
         self.admin_port = 0
 
     async def start(self) -> None:
         """Open the upstream pool, bind both ports and report ready."""
+        self._loop_monitor.start()
         await self._http.start()
         config = self.loaded.config
+        self.tracing = setup_tracing(config)
         if config.routing.distributed:
             self.redis = open_link(config.redis, self.metrics)
-        holder = RuntimeHolder(build_runtime(self.loaded, self._http, self.metrics, self.redis))
-        gateway = create_app(holder, self.metrics, self.lifecycle, self.access_log)
+        url = store_url(self.loaded)
+        self.store = await open_store(url, migrate=config.store.migrate)
+        self.governance = Governance(config, self.store, self.metrics, url)
+        await self.governance.start()
+        holder = self.holder = RuntimeHolder(
+            build_runtime(self.loaded, self._http, self.metrics, self.redis)
+        )
+        self.reloader = Reloader(holder, self._rebuild)
+        gateway = create_app(
+            holder, self.metrics, self.lifecycle, self.access_log, self.store, self.governance
+        )
+        readiness = self._readiness()
+        gateway[READINESS] = readiness
         self.port = await self._listen(gateway, config.server.port)
         if config.server.admin_port:
-            admin = create_admin_app(config, self.metrics, self.lifecycle, holder)
+            admin = create_admin_app(
+                config,
+                self.metrics,
+                self.lifecycle,
+                holder,
+                self.store,
+                self.governance,
+                self.reloader,
+            )
+            admin[READINESS] = readiness
             self.admin_port = await self._listen(admin, config.server.admin_port)
+        if config.server.watch_config:
+            self._watcher = ConfigWatcher(self.reloader)
+            self._watcher.start()
         self.lifecycle.state = "ready"
         get_logger().info(
             "listening", host=config.server.host, port=self.port, admin_port=self.admin_port
         )
+
+    async def reload(self, expected_checksum: str | None = None) -> ConfigState:
+        """Reload the config file and swap the runtime (see `llmux.reload`); the new state."""
+        assert self.reloader is not None, "the gateway is not started"
+        return await self.reloader.reload(expected_checksum)
+
+    def _rebuild(self, loaded: LoadedConfig, previous: Runtime) -> Runtime:
+        return build_runtime(loaded, self._http, self.metrics, self.redis, previous=previous)
+
+    def _readiness(self) -> Readiness:
+        """The store always; Redis when governance counts there (distributed mode)."""
+        assert self.store is not None and self.governance is not None
+        checks: dict[str, Check] = {"store": self.store.ping}
+        redis = self.governance.redis
+        if redis is not None:
+            checks["redis"] = redis.ping
+        return Readiness(checks)
 
     async def _listen(self, app: web.Application, port: int) -> int:
         server = self.loaded.config.server
@@ -129,15 +210,28 @@ class Gateway:
         self.lifecycle.state = "draining"
         get_logger().info("draining", grace_seconds=self.loaded.config.server.shutdown_grace)
         try:
+            if self._watcher is not None:
+                await self._watcher.stop()
+                self._watcher = None
             for runner in self._runners:
                 await runner.cleanup()
         finally:
+            await self._loop_monitor.stop()
             self._runners.clear()
             await self._http.close()
             if self.redis is not None:
                 await self.redis.close()
                 self.redis = None
+            if self.governance is not None:
+                await self.governance.close()
+                self.governance = None
+            if self.store is not None:
+                await self.store.close()
+                self.store = None
             self.access_log.flush()
+            if self.tracing is not None:
+                self.tracing.shutdown()
+                self.tracing = None
         get_logger().info("stopped")
 
     async def __aenter__(self) -> Gateway:
@@ -209,6 +303,14 @@ class _Supervisor:
     def run(self) -> int:
         logging = self._loaded.config.logging
         configure(logging.level, logging.format)
+        config = self._loaded.config
+        if config.auth.master_key and config.deployment.mode != "distributed":
+            get_logger().warning(
+                "governance_per_worker",
+                workers=self._count,
+                message="rate limits and budgets are counted in each worker; with"
+                " --workers use deployment.mode: distributed (Redis) to count them once",
+            )
         directory = tempfile.mkdtemp(prefix="llmux-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
         signal.signal(signal.SIGTERM, self._on_signal)

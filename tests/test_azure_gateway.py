@@ -136,13 +136,15 @@ async def test_content_filter_error_is_a_clear_400(
     assert "content management policy" in exc.message
 
 
-async def test_responses_endpoint_is_a_clear_400(
+async def test_responses_are_served_over_the_chat_deployment(
     azure_gateway: Gateway, upstream: FakeUpstream
 ) -> None:
-    """The Responses API is not served for Azure deployments yet: 400 naming the model."""
+    """/v1/responses on Azure is translated over the deployment's chat completions."""
     async with sdk_client(azure_gateway) as client:
-        exc = await rejected(client.responses.create(model="gpt-4o", input="Hi"))
-    assert exc.status_code == 400
-    assert exc.code == "unsupported_endpoint_for_model"
-    assert "gpt-4o" in exc.message
-    assert upstream.received == []
+        response = await client.responses.create(model="gpt-4o", input="Hi")
+    sent = upstream.received[0]
+    assert sent.path == "/openai/deployments/prod-gpt4o/chat/completions"
+    assert sent.json["messages"] == [{"role": "user", "content": "Hi"}]
+    assert response.model == "gpt-4o"
+    assert response.status == "completed"
+    assert response.output_text

@@ -11,11 +11,11 @@ import json
 import logging
 
 import pytest
-import structlog
 
 from llmux.serve import Gateway
 from tests.helpers.edge import RawReply, data_payloads, raw_request
 from tests.helpers.gateway import free_port, running_gateway
+from tests.helpers.logs import events
 from tests.helpers.upstream import FakeUpstream, Hang, Stream, sse_frames
 
 ONE = "one/gpt-4o-mini"
@@ -181,19 +181,19 @@ async def test_context_length_exceeded_takes_the_context_window_fallback(
 
 
 async def test_route_line_names_candidates_exclusions_and_pick(
-    fakes: tuple[FakeUpstream, FakeUpstream, FakeUpstream],
+    fakes: tuple[FakeUpstream, FakeUpstream, FakeUpstream], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """One info `route` event per request: group, strategy, candidates, exclusions, pick."""
+    """One info `route` line per request: group, strategy, candidates, exclusions, pick."""
     one, two, spare = fakes
-    with structlog.testing.capture_logs() as events:
-        async with running_gateway(
-            config(one.url, two.url, spare.url, entry="context_window: 50")
-        ) as gateway:
-            await chat(gateway, max_tokens=100)
-    routes = [event for event in events if event["event"] == "route"]
+    async with running_gateway(
+        config(one.url, two.url, spare.url, entry="context_window: 50")
+    ) as gateway:
+        reply = await chat(gateway, max_tokens=100)
+    routes = events(capsys.readouterr().out, "route")
     assert len(routes) == 1
     route = routes[0]
-    assert route["log_level"] == "info"
+    assert route["level"] == "info"
+    assert route["request_id"] == reply.headers["x-request-id"]
     assert (route["group"], route["strategy"]) == ("gpt-4o-mini", "round-robin")
     assert route["candidates"] == [TWO]
     assert route["excluded"] == {ONE: "context_window"}
@@ -201,28 +201,28 @@ async def test_route_line_names_candidates_exclusions_and_pick(
 
 
 async def test_route_line_names_capacity_exclusions(
-    fakes: tuple[FakeUpstream, FakeUpstream, FakeUpstream],
+    fakes: tuple[FakeUpstream, FakeUpstream, FakeUpstream], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A deployment at its rpm limit is listed as excluded for `capacity`."""
     one, two, spare = fakes
-    with structlog.testing.capture_logs() as events:
-        async with running_gateway(config(one.url, two.url, spare.url, entry="rpm: 1")) as gateway:
-            await chat(gateway)
-            await chat(gateway)
-    routes = [event for event in events if event["event"] == "route"]
+    async with running_gateway(config(one.url, two.url, spare.url, entry="rpm: 1")) as gateway:
+        await chat(gateway)
+        await chat(gateway)
+    routes = events(capsys.readouterr().out, "route")
     assert routes[0]["deployment"] == ONE
     assert routes[1]["excluded"] == {ONE: "capacity"}
     assert routes[1]["deployment"] == TWO
 
 
 async def test_no_route_line_when_info_is_off(
-    fakes: tuple[FakeUpstream, FakeUpstream, FakeUpstream], monkeypatch: pytest.MonkeyPatch
+    fakes: tuple[FakeUpstream, FakeUpstream, FakeUpstream],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Below info level the route line is neither built nor written."""
     one, two, spare = fakes
     monkeypatch.setattr("llmux.log._level", logging.WARNING)
-    with structlog.testing.capture_logs() as events:
-        async with running_gateway(config(one.url, two.url, spare.url)) as gateway:
-            reply = await chat(gateway)
+    async with running_gateway(config(one.url, two.url, spare.url)) as gateway:
+        reply = await chat(gateway)
     assert reply.status == 200
-    assert [event for event in events if event["event"] == "route"] == []
+    assert events(capsys.readouterr().out, "route") == []

@@ -70,10 +70,10 @@ async def test_admin_health_live(gateway: Gateway) -> None:
 
 
 async def test_admin_health_ready(gateway: Gateway) -> None:
-    """/health/ready on the admin port answers 200 `ready` once the gateway has started."""
+    """/health/ready on the admin port answers 200 `ready` once started, its store checked."""
     reply = await raw_request("GET", f"http://127.0.0.1:{gateway.admin_port}/health/ready")
     assert reply.status == 200
-    assert reply.json == {"status": "ready"}
+    assert reply.json == {"status": "ready", "checks": {"store": "ok"}}
 
 
 async def test_successful_requests_are_counted(metered: Samples) -> None:

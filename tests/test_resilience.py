@@ -234,11 +234,40 @@ async def in_flight(gateway: Gateway) -> float:
     return next(v for name, _, v in samples if name == "llmux_in_flight_requests")
 
 
-async def test_client_disconnect_releases_the_upstream(
+async def test_client_disconnect_reads_the_upstream_to_its_end(
     gateway: Gateway, upstream: FakeUpstream
 ) -> None:
-    """A client that hangs up mid-stream makes the gateway abort its upstream stream."""
+    """A client that hangs up mid-stream: the upstream is read to its end (for its usage)."""
+    upstream.stream_delay = 0.02
+    await _hang_up_mid_stream(gateway)
+    assert await eventually(lambda: upstream.active_streams == 0)
+    assert upstream.aborted_streams == 0
+
+    async def idle() -> bool:
+        return await in_flight(gateway) == 0
+
+    assert await eventually_async(idle)
+
+
+async def test_client_disconnect_releases_the_upstream_without_drain(
+    upstream: FakeUpstream,
+) -> None:
+    """With `abandoned_stream_drain: 0` the upstream stream is aborted at once."""
     upstream.stream_delay = 0.1
+    config = upstream_config(upstream.url, server_extra="abandoned_stream_drain: 0s")
+    async with running_gateway(config) as gateway:
+        await _hang_up_mid_stream(gateway)
+        assert await eventually(
+            lambda: upstream.aborted_streams == 1 and upstream.active_streams == 0
+        )
+
+        async def idle() -> bool:
+            return await in_flight(gateway) == 0
+
+        assert await eventually_async(idle)
+
+
+async def _hang_up_mid_stream(gateway: Gateway) -> None:
     body = {"model": "gpt-4o-mini", "messages": HELLO, "stream": True}
     url = f"http://127.0.0.1:{gateway.port}/v1/chat/completions"
     async with aiohttp.ClientSession() as session:
@@ -247,12 +276,6 @@ async def test_client_disconnect_releases_the_upstream(
         first = await response.content.readany()
         assert first.startswith(b"data: {")
         response.close()
-    assert await eventually(lambda: upstream.aborted_streams == 1 and upstream.active_streams == 0)
-
-    async def idle() -> bool:
-        return await in_flight(gateway) == 0
-
-    assert await eventually_async(idle)
 
 
 async def test_gateway_serves_after_a_client_disconnect(

@@ -47,6 +47,8 @@ providers:
     mock: {mock}
 logging:
   access_log: false
+store:
+  url: sqlite://{tmp_path}/llmux.db
 """
     )
     return path
@@ -92,7 +94,7 @@ async def test_sigterm_drains_in_flight_stream(tmp_path: Path) -> None:
                 rest = await response.content.read()
         exit_code = await asyncio.to_thread(process.wait, 8.0)
     assert first.startswith(b"data: {")
-    assert turned_away in ('{"status":"draining"}', "refused")
+    assert turned_away in ('{"status":"draining","checks":{"store":"ok"}}', "refused")
     assert rest.endswith(b"data: [DONE]\n\n")
     assert b'"finish_reason":"stop"' in rest
     assert exit_code == 0, log.read_text()

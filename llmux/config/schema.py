@@ -6,7 +6,7 @@ Durations accept `500ms`, `30s`, `10m`, `1h` or a number of seconds; sizes accep
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -70,6 +70,11 @@ class ServerConfig(_Section, frozen=True):
     max_body_size: ByteSize = ByteSize(32 * 1024 * 1024)
     shutdown_grace: Duration = Duration(30.0)
     keepalive_timeout: Duration = Duration(75.0)
+    abandoned_stream_drain: Duration = Duration(60.0)
+    admin_max_body_size: ByteSize = ByteSize(1024 * 1024)
+    cors_origins: tuple[str, ...] = ()
+    admin_cors_origins: tuple[str, ...] = ()
+    watch_config: bool = False
 
 
 class DeploymentConfig(_Section, frozen=True):
@@ -116,6 +121,8 @@ class ModelEntry(_Section, frozen=True):
     max_concurrent: int | None = None
     input_cost_per_million: float | None = None
     output_cost_per_million: float | None = None
+    cached_input_cost_per_million: float | None = None
+    cache_write_cost_per_million: float | None = None
     tags: tuple[str, ...] = ()
     order: int | None = None
     max_output_tokens: int | None = None
@@ -184,9 +191,49 @@ class MetricsConfig(_Section, frozen=True):
 
 
 class AuthConfig(_Section, frozen=True):
-    """Client authentication for /v1; multi-tenant keys arrive with governance."""
+    """Client authentication for /v1: the master key and the store's virtual keys."""
 
     master_key: str | None = None
+    key_cache_ttl: Duration = Duration(30.0)
+    stale_key_ttl: Duration = Duration(600.0)
+
+
+class StoreConfig(_Section, frozen=True):
+    """Where keys, teams, budgets, spend, audit and stored responses live."""
+
+    url: str | None = None
+    migrate: bool = True
+
+
+class RateLimitConfig(_Section, frozen=True):
+    """Governance rate limits (key, user, team, organization, end user)."""
+
+    fail_open: bool = True
+
+
+class BudgetsConfig(_Section, frozen=True):
+    """Governance budgets."""
+
+    calendar_aligned: bool = False
+    reset_check_interval: Duration = Duration(30.0)
+
+
+class SpendConfig(_Section, frozen=True):
+    """The spend ledger's background writer."""
+
+    enabled: bool = True
+    batch_size: int = 500
+    flush_interval: Duration = Duration(0.5)
+    max_buffer: int = 100_000
+    spill_path: str | None = None
+
+
+class GovernanceConfig(_Section, frozen=True):
+    """Rate limits, budgets and the spend ledger."""
+
+    rate_limits: RateLimitConfig = RateLimitConfig()
+    budgets: BudgetsConfig = BudgetsConfig()
+    spend: SpendConfig = SpendConfig()
 
 
 class LoggingConfig(_Section, frozen=True):
@@ -195,6 +242,20 @@ class LoggingConfig(_Section, frozen=True):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "console"] = "json"
     access_log: bool = True
+    log_bodies: bool = False
+    body_max_bytes: ByteSize = ByteSize(4096)
+
+
+class TracingConfig(_Section, frozen=True):
+    """OpenTelemetry traces (needs the `llmux[otel]` extra)."""
+
+    enabled: bool = False
+    exporter: Literal["otlp-http", "otlp-grpc"] = "otlp-http"
+    endpoint: str | None = None
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    sample_ratio: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 1.0
+    capture_content: bool = False
+    service_name: str = "llmux"
 
 
 class UpstreamPoolConfig(_Section, frozen=True):
@@ -224,5 +285,8 @@ class Config(_Section, frozen=True):
     metrics: MetricsConfig = MetricsConfig()
     auth: AuthConfig = AuthConfig()
     logging: LoggingConfig = LoggingConfig()
+    tracing: TracingConfig = TracingConfig()
     upstream: UpstreamPoolConfig = UpstreamPoolConfig()
     redis: RedisConfig = RedisConfig()
+    store: StoreConfig = StoreConfig()
+    governance: GovernanceConfig = GovernanceConfig()

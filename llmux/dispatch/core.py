@@ -41,6 +41,7 @@ from llmux.routing import (
     fit_context,
     order,
 )
+from llmux.tracing import start_attempt, with_traceparent
 from llmux.types import Usage
 
 __all__ = ["Dispatcher"]
@@ -90,6 +91,11 @@ class Dispatcher:
     def clock(self) -> Callable[[], float]:
         """The monotonic clock routing and the breaker run on."""
         return self._clock
+
+    def serves(self, call: Call) -> bool:
+        """Whether any deployment of the call's model serves its endpoint (natively or not)."""
+        deployments = self._table.lookup(call.model)
+        return any(call.endpoint in self._bindings[d.id].provider.endpoints for d in deployments)
 
     async def complete(self, call: Call, record: CallRecord) -> bytes:
         """A non-streaming call: the client's response body."""
@@ -179,9 +185,13 @@ class Dispatcher:
             record.attempts += 1
             started = time.perf_counter()
             self.stats.start(deployment, self._clock(), input_tokens(call))
+            span = start_attempt(call, binding, record)
             try:
                 result = await attempt(call, binding)
             except UpstreamError as error:
+                if span is not None:
+                    span.failed(error)
+                record.upstream_wait += time.perf_counter() - started
                 self._attempt_ended(call, binding, started, error)
                 self._observe_attempt(binding, started, "error")
                 self._report_failure(deployment, error)
@@ -190,10 +200,15 @@ class Dispatcher:
                 last, failed = error, deployment
                 tried.add(deployment)
                 continue
-            except BaseException:
+            except BaseException as error:
+                if span is not None:
+                    span.failed(error)
                 self._attempt_ended(call, binding, None, None)
                 self._breaker.abandon(deployment)
                 raise
+            if span is not None:
+                span.succeeded()
+            record.upstream_wait += time.perf_counter() - started
             self._attempt_ended(call, binding, started, None)
             self._observe_attempt(binding, started, "success")
             self._breaker.record_success(deployment)
@@ -266,7 +281,19 @@ class Dispatcher:
         record.upstream_seconds = time.perf_counter() - record.started
         if isinstance(stream.error, UpstreamError) and record.deployment is not None:
             self._report_failure(record.deployment, stream.error)
-        self._finish(call, record, stream.decoder.usage)
+        usage = stream.decoder.usage
+        if usage is None and record.client_closed:
+            # Abandoned and cut short while draining: bill an estimate rather than nothing.
+            usage = stream.estimated_usage(input_tokens(call))
+        self._finish(call, record, usage)
+        # A failed stream or one the client left ends early: its pace would look fast.
+        usage, whole = stream.decoder.usage, stream.error is None and not record.client_closed
+        if whole and usage is not None and record.first_frame_seconds is not None:
+            self._metrics.observe_time_per_output_token(
+                call.model,
+                record.upstream_seconds - record.first_frame_seconds,
+                usage.output_tokens,
+            )
 
     def _plan(self, call: Call, trace: RouteTrace | None = None) -> list[Binding]:
         deployments = self._table.lookup(call.model)
@@ -343,7 +370,7 @@ class Dispatcher:
         return ceiling * (0.5 + self._rng.random() / 2)
 
     async def _complete_once(self, call: Call, binding: Binding) -> tuple[bytes, Usage | None]:
-        prepared = binding.provider.encode_request(call, binding.target)
+        prepared = with_traceparent(binding.provider.encode_request(call, binding.target))
         response = await binding.transport.send(prepared, binding.timeouts)
         try:
             body = await response.read()
@@ -354,7 +381,7 @@ class Dispatcher:
         return binding.provider.decode_response(call, body)
 
     async def _open_once(self, call: Call, binding: Binding) -> OpenStream:
-        prepared = binding.provider.encode_request(call, binding.target)
+        prepared = with_traceparent(binding.provider.encode_request(call, binding.target))
         response = await binding.transport.send(prepared, binding.timeouts)
         if response.status >= 400:
             try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from llmux.log import get_logger
+from llmux.log import hot_info
 from llmux.providers.base import Provider, Target
 from llmux.routing import Deployment
 from llmux.types import Usage
@@ -39,6 +39,9 @@ class CallRecord:
     deployment: str | None = None
     attempts: int = 0
     upstream_seconds: float | None = None
+    upstream_wait: float = 0.0
+    """Seconds spent waiting on upstream attempts so far (for streams: up to the first frame);
+    what the gateway's overhead excludes."""
     first_frame_seconds: float | None = None
     usage: Usage | None = None
     fallback_allowed: bool = True
@@ -78,7 +81,7 @@ def log_route(record: CallRecord) -> None:
     """Write the `route` line for the call's last routing decision."""
     trace = record.trace
     assert trace is not None
-    get_logger().info(
+    hot_info(
         "route",
         model=record.model,
         group=trace.group,

@@ -125,7 +125,7 @@ def refusal(line: BudgetLine, spent: int, reserved: int, estimate: int) -> Budge
     limit = line.max_budget or 0.0
     message = (
         f"Budget exceeded for {level}: "
-        f"spent ${spent / MICROS_PER_USD:.4f} of the ${limit:.2f} budget"
+        f"spent ${spent / MICROS_PER_USD:.4f} of the ${limit:.4f} budget"
     )
     if reserved:
         message += f", ${reserved / MICROS_PER_USD:.4f} more is held by requests in progress"

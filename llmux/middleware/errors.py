@@ -19,14 +19,19 @@ from llmux.errors import (
     PayloadTooLarge,
     UpstreamError,
 )
+from llmux.frontdoor.messages import anthropic_error_body
 from llmux.log import get_logger
 from llmux.wire.openai import error_body
 
 __all__ = ["errors_middleware", "render_error"]
 
 
-def render_error(error: LlmuxError) -> web.Response:
-    """The HTTP response for `error`."""
+ANTHROPIC_PREFIX = "/v1/messages"
+"""Requests under this path speak Anthropic's dialect, errors included."""
+
+
+def render_error(error: LlmuxError, *, anthropic: bool = False) -> web.Response:
+    """The HTTP response for `error`, in OpenAI's error shape or Anthropic's."""
     headers = dict(error.headers)
     if error.http_status >= 500 and not error.retryable and not isinstance(error, UpstreamError):
         headers["x-should-retry"] = "false"
@@ -34,7 +39,9 @@ def render_error(error: LlmuxError) -> web.Response:
         headers["retry-after"] = str(max(int(error.retry_after + 0.999), 0))
     return web.Response(
         status=error.http_status,
-        body=error_body(error.message, error.error_type, error.param, error.code),
+        body=anthropic_error_body(error)
+        if anthropic
+        else error_body(error.message, error.error_type, error.param, error.code),
         content_type="application/json",
         headers=headers,
     )
@@ -64,17 +71,21 @@ def errors_middleware() -> Middleware:
             response: web.StreamResponse = await handler(request)
             return response
         except LlmuxError as error:
-            return render_error(error)
+            return render_error(error, anthropic=_speaks_anthropic(request))
         except web.HTTPException as exc:
-            return render_error(from_http_exception(request, exc))
+            mapped = from_http_exception(request, exc)
+            return render_error(mapped, anthropic=_speaks_anthropic(request))
         except Exception:
             logger.exception("unhandled_error", path=request.path)
             request_id = request.get(REQUEST_ID, "unknown")
-            return render_error(
-                LlmuxError(
-                    f"The gateway hit an internal error; request id {request_id}.",
-                    code="internal_error",
-                )
+            internal = LlmuxError(
+                f"The gateway hit an internal error; request id {request_id}.",
+                code="internal_error",
             )
+            return render_error(internal, anthropic=_speaks_anthropic(request))
 
     return impl
+
+
+def _speaks_anthropic(request: web.Request) -> bool:
+    return request.path.startswith(ANTHROPIC_PREFIX)

@@ -7,7 +7,7 @@ Every method takes `now` (monotonic seconds) from the caller, so tests drive the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -212,3 +212,20 @@ class LocalRouterStats:
         turn = self._turns.get(group, 0)
         self._turns[group] = turn + 1
         return turn
+
+    def carry_from(
+        self, previous: LocalRouterStats, deployments: Iterable[str], groups: Iterable[str]
+    ) -> None:
+        """Adopt `previous`'s observations of `deployments` and the turns of `groups` (a reload).
+
+        The per-deployment records are shared, not copied: attempts still in flight on the old
+        runtime end on the same record, so in-flight counts stay right on both.
+        """
+        for deployment in deployments:
+            found = previous._deployments.get(deployment)
+            if found is not None:
+                self._deployments[deployment] = found
+        for group in groups:
+            turn = previous._turns.get(group)
+            if turn is not None:
+                self._turns[group] = turn

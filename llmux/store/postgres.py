@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type hints
 
+from llmux.errors import InvalidRequest
 from llmux.store._sql import Conn
 from llmux.store._sql_store import SqlStore
 from llmux.store.base import StoreUnavailable
@@ -131,6 +132,9 @@ class PostgresStore(SqlStore):
                 yield conn
         except _UNREACHABLE as exc:
             raise StoreUnavailable(f"Postgres unavailable: {exc}") from exc
+        except asyncpg.DataError as exc:
+            # Values Postgres cannot hold (a NUL character in text): the client's input.
+            raise InvalidRequest(f"A value cannot be stored: {exc}.") from None
 
     @asynccontextmanager
     async def _tx(self) -> AsyncIterator[Conn]:

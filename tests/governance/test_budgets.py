@@ -62,7 +62,7 @@ async def test_refusal_names_the_level(ledger: BudgetLedger) -> None:
     await ledger.seed(line(), 10.0)
     with pytest.raises(BudgetExceeded) as info:
         await ledger.reserve([line()], 0.0)
-    assert info.value.message == "Budget exceeded for team: spent $10.0000 of the $10.00 budget."
+    assert info.value.message == "Budget exceeded for team: spent $10.0000 of the $10.0000 budget."
 
 
 async def test_refusal_is_a_429_sdks_do_not_retry(ledger: BudgetLedger) -> None:
@@ -94,7 +94,7 @@ async def test_refusal_mentions_the_estimate_and_holds_in_progress(ledger: Budge
     with pytest.raises(BudgetExceeded) as info:
         await ledger.reserve([line()], 5.0)
     assert info.value.message == (
-        "Budget exceeded for team: spent $0.0000 of the $10.00 budget, $6.0000 more is held by "
+        "Budget exceeded for team: spent $0.0000 of the $10.0000 budget, $6.0000 more is held by "
         "requests in progress; this request may cost up to $5.0000."
     )
 

@@ -65,7 +65,13 @@ routing:
 
 @asynccontextmanager
 async def running_gateway(config_text: str) -> AsyncIterator[Gateway]:
-    """A started gateway for `config_text`; stopped (drained) on exit."""
+    """A started gateway for `config_text`; stopped (drained) on exit.
+
+    Without a `store:` section the gateway keeps its state in memory, so tests never share a
+    database file.
+    """
+    if "\nstore:" not in config_text:
+        config_text += "\nstore: {url: 'memory://'}\n"
     loaded = parse_config(config_text, "test.yaml", {})
     gateway = Gateway(loaded)
     await gateway.start()

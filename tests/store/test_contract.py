@@ -626,3 +626,12 @@ async def test_unreachable_postgres_raises_store_unavailable() -> None:
     """A Postgres that refuses connections is StoreUnavailable, not a crash."""
     with pytest.raises(StoreUnavailable):
         await PostgresStore.open("postgresql://postgres@127.0.0.1:1/postgres", connect_timeout=1.0)
+
+
+async def test_a_nul_character_is_a_client_error(store: Store) -> None:
+    """Text Postgres cannot hold (NUL) is refused as the client's mistake, on every backend."""
+    try:
+        page = await store.list(Team, filters={"team_alias": "a\x00b"})
+    except InvalidRequest:
+        return
+    assert page.items == []

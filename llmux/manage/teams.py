@@ -1,0 +1,596 @@
+"""Teams and their members (`/team/*`), in LiteLLM's shapes.
+
+Who may do what: a `proxy_admin` everything; an `org_admin` creates and governs the teams of
+its organizations; a team `admin` manages the team's members and its alias, metadata and tags,
+but may not raise its own limits, block, unblock or delete it; members read it. A team the
+actor may not see answers 404 like a missing one. Deleting a team also deletes its keys and
+memberships (a key outliving its team would escape the team's limits). Adding a member who has
+no user record creates one, as LiteLLM does. Every change is audited and invalidates the
+gateway's cached tenancies, so the next gateway request sees it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+from llmux.errors import Conflict, UnprocessableEntity
+from llmux.manage.access import (
+    hidden,
+    manages_org,
+    manages_team,
+    require,
+    sees_key,
+    sees_org,
+    sees_team,
+)
+from llmux.manage.actor import Actor
+from llmux.manage.budgets import (
+    Count,
+    GovernedFields,
+    Money,
+    checked_limits,
+    given,
+    list_all,
+    new_id,
+    require_budget,
+)
+from llmux.manage.routes import Ctx, endpoint
+from llmux.store.base import AlreadyExists
+from llmux.store.records import Key, Organization, Team, TeamMembership, TeamRole, User
+
+__all__ = [
+    "MemberAddRequest",
+    "MemberAddResponse",
+    "MemberDeleteRequest",
+    "MemberUpdateRequest",
+    "NewTeamRequest",
+    "TeamDeleteResponse",
+    "TeamIdRequest",
+    "TeamIdsRequest",
+    "TeamInfoResponse",
+    "TeamListQuery",
+    "TeamMember",
+    "TeamMemberView",
+    "TeamQuery",
+    "TeamUpdateResponse",
+    "TeamView",
+    "UpdateTeamRequest",
+    "ensure_user",
+    "require_who",
+    "find_user",
+    "visible_org",
+]
+
+_TEAM_ADMIN_FIELDS: Final = frozenset({"team_alias", "metadata", "tags"})
+"""Fields a team's own admins may change; the rest (limits, budgets, models, organization)
+need the team's org_admin or a proxy_admin, so no team raises its own limits."""
+
+
+class TeamMember(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A member to add: `user_id` or `user_email` (one is enough), and the role in the team."""
+
+    role: TeamRole
+    user_id: str | None = None
+    user_email: str | None = None
+
+
+class TeamFields(GovernedFields, kw_only=True, forbid_unknown_fields=True):
+    """The team fields `/team/new` and `/team/update` accept (absent: unchanged)."""
+
+    team_alias: str | None | UnsetType = UNSET
+    organization_id: str | None | UnsetType = UNSET
+    model_aliases: dict[str, str] | UnsetType = UNSET
+    tags: list[str] | UnsetType = UNSET
+    team_member_budget: Money | None | UnsetType = UNSET
+    team_member_rpm_limit: Count | None | UnsetType = UNSET
+    team_member_tpm_limit: Count | None | UnsetType = UNSET
+
+
+class NewTeamRequest(TeamFields, kw_only=True, forbid_unknown_fields=True):
+    """`POST /team/new` (the id is generated when absent)."""
+
+    team_id: str | UnsetType = UNSET
+    members_with_roles: list[TeamMember] = []
+
+
+class UpdateTeamRequest(TeamFields, kw_only=True, forbid_unknown_fields=True):
+    """`POST /team/update`: the team and the fields to change."""
+
+    team_id: str
+
+
+class TeamIdsRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """`POST /team/delete`."""
+
+    team_ids: list[str]
+
+
+class TeamIdRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """`POST /team/block` and `/team/unblock`."""
+
+    team_id: str
+
+
+class TeamQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """`GET /team/info?team_id=`."""
+
+    team_id: str
+
+
+class TeamListQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """`GET /team/list`: optionally only one organization's teams, or one user's."""
+
+    organization_id: str | None = None
+    user_id: str | None = None
+
+
+class MemberAddRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """`POST /team/member_add`: one member or a list, with an optional budget in the team."""
+
+    team_id: str
+    member: TeamMember | list[TeamMember]
+    max_budget_in_team: Money | None = None
+
+
+class MemberUpdateRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """`POST /team/member_update`: the member (`user_id` or `user_email`) and its changes."""
+
+    team_id: str
+    user_id: str | None = None
+    user_email: str | None = None
+    role: TeamRole | UnsetType = UNSET
+    max_budget_in_team: Money | None | UnsetType = UNSET
+
+
+class MemberDeleteRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """`POST /team/member_delete`: the member to remove (`user_id` or `user_email`)."""
+
+    team_id: str
+    user_id: str | None = None
+    user_email: str | None = None
+
+
+class TeamMemberView(msgspec.Struct, kw_only=True):
+    """One entry of `members_with_roles`."""
+
+    role: TeamRole
+    user_id: str
+    user_email: str | None = None
+
+
+class TeamView(Team, kw_only=True):
+    """A team as the API shows it: the record plus `members_with_roles`."""
+
+    members_with_roles: list[TeamMemberView] = []
+
+
+class TeamInfoResponse(msgspec.Struct, kw_only=True):
+    """`/team/info`: the team, its memberships and the keys of it the actor may see."""
+
+    team_id: str
+    team_info: TeamView
+    keys: list[Key]
+    team_memberships: list[TeamMembership]
+
+
+class TeamUpdateResponse(msgspec.Struct, kw_only=True):
+    """`/team/update`, as LiteLLM answers it."""
+
+    team_id: str
+    data: TeamView
+
+
+class TeamDeleteResponse(msgspec.Struct, kw_only=True):
+    """The teams `/team/delete` removed (ids already gone are left out)."""
+
+    deleted_teams: list[str]
+
+
+class MemberAddResponse(TeamView, kw_only=True):
+    """`/team/member_add`: the team after the change, and what the change touched."""
+
+    updated_users: list[User] = []
+    updated_team_memberships: list[TeamMembership] = []
+
+
+# --- users behind members ---------------------------------------------------------------------
+
+
+def require_who(user_id: str | None, user_email: str | None, field: str | None = None) -> None:
+    """422 unless a member names its user by `user_id` or `user_email` (`field`: where)."""
+    if user_id is None and user_email is None:
+        where = f"'{field}'" if field else "request"
+        param = f"{field}.user_id" if field else "user_id"
+        raise UnprocessableEntity(f"Invalid {where}: give user_id or user_email.", param=param)
+
+
+async def find_user(ctx: Ctx, user_id: str | None, user_email: str | None) -> User | None:
+    """The user named by id (preferred) or email, or None."""
+    if user_id is not None:
+        return await ctx.store.get(User, user_id)
+    page = await ctx.store.list(User, filters={"user_email": user_email}, size=1)
+    return page.items[0] if page.items else None
+
+
+async def ensure_user(
+    ctx: Ctx, user_id: str | None, user_email: str | None, organization_id: str | None = None
+) -> User:
+    """The user named by id or email, created (as an `internal_user`) when there is none."""
+    found = await find_user(ctx, user_id, user_email)
+    if found is not None:
+        return found
+    user = User(
+        user_id=user_id or new_id(),
+        user_email=user_email,
+        organization_id=organization_id,
+        created_by=ctx.actor.id,
+    )
+    try:
+        await ctx.store.create(user, audit=ctx.audit("create", "user", user.user_id))
+    except AlreadyExists:
+        # A concurrent call created the same user since we looked: use that one.
+        raced = await find_user(ctx, user.user_id, None)
+        if raced is None:
+            raise
+        return raced
+    return user
+
+
+async def visible_org(ctx: Ctx, organization_id: str) -> Organization:
+    """The organization, or the 404 of a missing one when the actor may not see it."""
+    org = await ctx.store.get(Organization, organization_id)
+    if org is None or not sees_org(ctx.actor, org):
+        raise hidden("organization", organization_id)
+    return org
+
+
+# --- access -----------------------------------------------------------------------------------
+
+
+async def _visible(ctx: Ctx, team_id: str) -> Team:
+    team = await ctx.store.get(Team, team_id)
+    if team is None or not sees_team(ctx.actor, team):
+        raise hidden("team", team_id)
+    return team
+
+
+def _governs(actor: Actor, team: Team) -> bool:
+    return actor.is_admin or manages_org(actor, team.organization_id)
+
+
+def _require_governs(actor: Actor, team: Team) -> None:
+    require(
+        _governs(actor, team),
+        f"rights over team '{team.team_id}' itself (proxy_admin, or org_admin of its organization)",
+    )
+
+
+def _require_manages(actor: Actor, team: Team) -> None:
+    require(manages_team(actor, team), f"admin rights in team '{team.team_id}'")
+
+
+async def _check_org(ctx: Ctx, organization_id: str | None) -> None:
+    if organization_id is None:
+        require(ctx.actor.is_admin, "the proxy_admin role for a team outside any organization")
+        return
+    await visible_org(ctx, organization_id)
+    require(manages_org(ctx.actor, organization_id), f"org_admin of '{organization_id}'")
+
+
+async def _view(ctx: Ctx, team: Team) -> TeamView:
+    members = await ctx.store.list_members(TeamMembership, group_id=team.team_id)
+    views = [await _member_view(ctx, member) for member in members]
+    return TeamView(**msgspec.structs.asdict(team), members_with_roles=views)
+
+
+async def _member_view(ctx: Ctx, member: TeamMembership) -> TeamMemberView:
+    user = await ctx.store.get(User, member.user_id)
+    email = user.user_email if user is not None else None
+    return TeamMemberView(role=member.role, user_id=member.user_id, user_email=email)
+
+
+# --- teams ------------------------------------------------------------------------------------
+
+
+@endpoint(
+    "POST",
+    "/team/new",
+    summary="Create a team",
+    tag="teams",
+    response=TeamView,
+    body=NewTeamRequest,
+    writes=True,
+)
+async def new_team(ctx: Ctx, body: NewTeamRequest) -> TeamView:
+    """Create a team with its first members; 409 when the id is taken."""
+    organization_id = body.organization_id if isinstance(body.organization_id, str) else None
+    await _check_org(ctx, organization_id)
+    fields = given(body, leave=("team_id", "members_with_roles"))
+    await require_budget(ctx.store, fields.get("budget_id"))
+    for index, member in enumerate(body.members_with_roles):
+        require_who(member.user_id, member.user_email, f"members_with_roles[{index}]")
+    team_id = body.team_id if isinstance(body.team_id, str) else new_id()
+    fields = checked_limits(fields, datetime.now(UTC))
+    team = Team(team_id=team_id, created_by=ctx.actor.id, **fields)
+    try:
+        await ctx.store.create(team, audit=ctx.audit("create", "team", team_id))
+    except AlreadyExists:
+        raise Conflict(f"Team '{team_id}' already exists.", param="team_id") from None
+    await _add_members(ctx, team, body.members_with_roles, None)
+    await ctx.governance.invalidate_entities()
+    return await _view(ctx, team)
+
+
+@endpoint(
+    "POST",
+    "/team/update",
+    summary="Change a team",
+    tag="teams",
+    response=TeamUpdateResponse,
+    body=UpdateTeamRequest,
+    writes=True,
+)
+async def update_team(ctx: Ctx, body: UpdateTeamRequest) -> TeamUpdateResponse:
+    """Apply the given fields; limits and the organization need the team's org_admin."""
+    team = await _visible(ctx, body.team_id)
+    changes = given(body, leave=("team_id",))
+    _require_manages(ctx.actor, team)
+    if not changes.keys() <= _TEAM_ADMIN_FIELDS:
+        _require_governs(ctx.actor, team)
+    if "organization_id" in changes and changes["organization_id"] != team.organization_id:
+        await _check_org(ctx, changes["organization_id"])
+    await require_budget(ctx.store, changes.get("budget_id"))
+    changes = checked_limits(changes, datetime.now(UTC))
+    updated = await _update(ctx, team.team_id, changes, "update")
+    return TeamUpdateResponse(team_id=updated.team_id, data=await _view(ctx, updated))
+
+
+async def _update(ctx: Ctx, team_id: str, changes: dict[str, Any], action: str) -> Team:
+    updated = await ctx.store.update(
+        Team, team_id, changes, audit=ctx.audit(action, "team", team_id)
+    )
+    if updated is None:
+        raise hidden("team", team_id)
+    await ctx.governance.invalidate_entities()
+    return updated
+
+
+@endpoint(
+    "POST",
+    "/team/delete",
+    summary="Delete teams with their keys and memberships (safe to repeat)",
+    tag="teams",
+    response=TeamDeleteResponse,
+    body=TeamIdsRequest,
+    writes=True,
+)
+async def delete_teams(ctx: Ctx, body: TeamIdsRequest) -> TeamDeleteResponse:
+    """Delete every listed team the actor governs; ids already gone are skipped."""
+    teams: list[Team] = []
+    for team_id in body.team_ids:
+        team = await ctx.store.get(Team, team_id)
+        if team is not None and sees_team(ctx.actor, team):
+            _require_governs(ctx.actor, team)
+            teams.append(team)
+    deleted = [team.team_id for team in teams if await _delete_team(ctx, team)]
+    await ctx.governance.invalidate_entities()
+    return TeamDeleteResponse(deleted_teams=deleted)
+
+
+async def _delete_team(ctx: Ctx, team: Team) -> bool:
+    for key in await list_all(ctx.store, Key, {"team_id": team.team_id}):
+        await ctx.store.delete(Key, key.token, audit=ctx.audit("delete", "key", key.token))
+        await ctx.governance.invalidate_key(key.token)
+    for member in await ctx.store.list_members(TeamMembership, group_id=team.team_id):
+        await _remove_member(ctx, team.team_id, member.user_id)
+    audit = ctx.audit("delete", "team", team.team_id)
+    return await ctx.store.delete(Team, team.team_id, audit=audit)
+
+
+@endpoint(
+    "GET",
+    "/team/info",
+    summary="Read a team",
+    tag="teams",
+    response=TeamInfoResponse,
+    query=TeamQuery,
+)
+async def team_info(ctx: Ctx, query: TeamQuery) -> TeamInfoResponse:
+    """The team, its memberships, and its keys that the actor may see."""
+    team = await _visible(ctx, query.team_id)
+    keys = await list_all(ctx.store, Key, {"team_id": team.team_id})
+    return TeamInfoResponse(
+        team_id=team.team_id,
+        team_info=await _view(ctx, team),
+        keys=[key for key in keys if sees_key(ctx.actor, key, team)],
+        team_memberships=await ctx.store.list_members(TeamMembership, group_id=team.team_id),
+    )
+
+
+@endpoint(
+    "GET",
+    "/team/list",
+    summary="List the teams the caller may see",
+    tag="teams",
+    response=list[TeamView],
+    query=TeamListQuery,
+)
+async def list_teams(ctx: Ctx, query: TeamListQuery) -> list[TeamView]:
+    """Visible teams, optionally of one organization or with one user as a member."""
+    filters = {} if query.organization_id is None else {"organization_id": query.organization_id}
+    teams = await list_all(ctx.store, Team, filters)
+    if query.user_id is not None:
+        members = await ctx.store.list_members(TeamMembership, user_id=query.user_id)
+        joined = {member.team_id for member in members}
+        teams = [team for team in teams if team.team_id in joined]
+    return [await _view(ctx, team) for team in teams if sees_team(ctx.actor, team)]
+
+
+@endpoint(
+    "POST",
+    "/team/block",
+    summary="Block a team",
+    tag="teams",
+    response=TeamView,
+    body=TeamIdRequest,
+    writes=True,
+)
+async def block_team(ctx: Ctx, body: TeamIdRequest) -> TeamView:
+    """Block every key of the team on the gateway (403 `team_blocked`) until unblocked."""
+    return await _set_blocked(ctx, body.team_id, blocked=True)
+
+
+@endpoint(
+    "POST",
+    "/team/unblock",
+    summary="Unblock a team",
+    tag="teams",
+    response=TeamView,
+    body=TeamIdRequest,
+    writes=True,
+)
+async def unblock_team(ctx: Ctx, body: TeamIdRequest) -> TeamView:
+    """Let the team's keys through again."""
+    return await _set_blocked(ctx, body.team_id, blocked=False)
+
+
+async def _set_blocked(ctx: Ctx, team_id: str, *, blocked: bool) -> TeamView:
+    team = await _visible(ctx, team_id)
+    _require_governs(ctx.actor, team)
+    action = "block" if blocked else "unblock"
+    return await _view(ctx, await _update(ctx, team_id, {"blocked": blocked}, action))
+
+
+# --- members ----------------------------------------------------------------------------------
+
+
+@endpoint(
+    "POST",
+    "/team/member_add",
+    summary="Add members to a team",
+    tag="teams",
+    response=MemberAddResponse,
+    body=MemberAddRequest,
+    writes=True,
+)
+async def add_members(ctx: Ctx, body: MemberAddRequest) -> MemberAddResponse:
+    """Add one or more members; 409 (and no change) when one of them is already in the team."""
+    team = await _visible(ctx, body.team_id)
+    _require_manages(ctx.actor, team)
+    members = body.member if isinstance(body.member, list) else [body.member]
+    for index, member in enumerate(members):
+        field = f"member[{index}]" if isinstance(body.member, list) else "member"
+        require_who(member.user_id, member.user_email, field)
+    for member in members:
+        await _refuse_existing(ctx, team, member)
+    users, added = await _add_members(ctx, team, members, body.max_budget_in_team)
+    await ctx.governance.invalidate_entities()
+    view = await _view(ctx, team)
+    return MemberAddResponse(
+        **msgspec.structs.asdict(view), updated_users=users, updated_team_memberships=added
+    )
+
+
+async def _refuse_existing(ctx: Ctx, team: Team, member: TeamMember) -> None:
+    user = await find_user(ctx, member.user_id, member.user_email)
+    if user is None:
+        return
+    found = await ctx.store.list_members(
+        TeamMembership, group_id=team.team_id, user_id=user.user_id
+    )
+    if found:
+        raise _already_member(user.user_id, team.team_id)
+
+
+def _already_member(user_id: str, team_id: str) -> Conflict:
+    return Conflict(
+        f"User '{user_id}' is already a member of team '{team_id}'.",
+        param="member",
+        code="already_member",
+    )
+
+
+async def _add_members(
+    ctx: Ctx, team: Team, members: list[TeamMember], max_budget_in_team: float | None
+) -> tuple[list[User], list[TeamMembership]]:
+    users: list[User] = []
+    added: list[TeamMembership] = []
+    budget = max_budget_in_team if max_budget_in_team is not None else team.team_member_budget
+    for member in members:
+        user = await ensure_user(ctx, member.user_id, member.user_email, team.organization_id)
+        membership = TeamMembership(
+            team_id=team.team_id, user_id=user.user_id, role=member.role, max_budget_in_team=budget
+        )
+        audit = ctx.audit("member_add", "team", team.team_id)
+        try:
+            await ctx.store.add_member(membership, audit=audit)
+        except AlreadyExists:
+            raise _already_member(user.user_id, team.team_id) from None
+        users.append(user)
+        added.append(membership)
+    return users, added
+
+
+async def _member_of(ctx: Ctx, team: Team, user_id: str | None, email: str | None) -> str:
+    user = await find_user(ctx, user_id, email)
+    found = user is not None and await ctx.store.list_members(
+        TeamMembership, group_id=team.team_id, user_id=user.user_id
+    )
+    if user is None or not found:
+        raise hidden("team member", user_id or email or "")
+    return user.user_id
+
+
+@endpoint(
+    "POST",
+    "/team/member_update",
+    summary="Change a member's role or budget in a team",
+    tag="teams",
+    response=TeamMembership,
+    body=MemberUpdateRequest,
+    writes=True,
+)
+async def update_member(ctx: Ctx, body: MemberUpdateRequest) -> TeamMembership:
+    """Change the member's role and/or `max_budget_in_team`; 404 for a non-member."""
+    require_who(body.user_id, body.user_email)
+    team = await _visible(ctx, body.team_id)
+    _require_manages(ctx.actor, team)
+    user_id = await _member_of(ctx, team, body.user_id, body.user_email)
+    changes = given(body, leave=("team_id", "user_id", "user_email"))
+    audit = ctx.audit("member_update", "team", team.team_id)
+    updated = await ctx.store.update_member(
+        TeamMembership, team.team_id, user_id, changes, audit=audit
+    )
+    if updated is None:
+        raise hidden("team member", user_id)
+    await ctx.governance.invalidate_entities()
+    return updated
+
+
+@endpoint(
+    "POST",
+    "/team/member_delete",
+    summary="Remove a member from a team (safe to repeat)",
+    tag="teams",
+    response=TeamView,
+    body=MemberDeleteRequest,
+    writes=True,
+)
+async def delete_member(ctx: Ctx, body: MemberDeleteRequest) -> TeamView:
+    """Remove the member; a user who is not (or no longer) a member changes nothing."""
+    require_who(body.user_id, body.user_email)
+    team = await _visible(ctx, body.team_id)
+    _require_manages(ctx.actor, team)
+    user = await find_user(ctx, body.user_id, body.user_email)
+    if user is not None and await _remove_member(ctx, team.team_id, user.user_id):
+        await ctx.governance.invalidate_entities()
+    return await _view(ctx, team)
+
+
+async def _remove_member(ctx: Ctx, team_id: str, user_id: str) -> bool:
+    audit = ctx.audit("member_delete", "team", team_id)
+    return await ctx.store.remove_member(TeamMembership, team_id, user_id, audit=audit)

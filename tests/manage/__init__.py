@@ -1,0 +1,1 @@
+"""Tests of llmux.manage: the management API on the admin port."""
