@@ -101,9 +101,10 @@ def given(body: msgspec.Struct, *, leave: tuple[str, ...] = ()) -> dict[str, Any
     }
 
 
-def checked_limits(changes: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+def checked_limits(changes: Mapping[str, Any], now: datetime, aligned: bool) -> dict[str, Any]:
     """`changes` with durations validated (422 naming the field) and, when `budget_duration`
-    is set, `budget_reset_at` at the end of the first rolling period from `now`."""
+    is set, `budget_reset_at` at the end of the first period from `now` (rolling, or
+    calendar-aligned when `aligned`)."""
     checked = dict(changes)
     for model, budget in checked.get("model_max_budget", {}).items():
         field = f"model_max_budget.{model}"
@@ -118,7 +119,7 @@ def checked_limits(changes: Mapping[str, Any], now: datetime) -> dict[str, Any]:
         duration = checked["budget_duration"]
         reset_at = None
         if duration is not None:
-            reset_at = next_reset(_duration(duration, "budget_duration"), now, aligned=False)
+            reset_at = next_reset(_duration(duration, "budget_duration"), now, aligned)
         checked.setdefault("budget_reset_at", reset_at)
     return checked
 
@@ -232,7 +233,9 @@ async def new_budget(ctx: Ctx, body: NewBudgetRequest) -> Budget:
     """Create a budget; 409 when its id is taken."""
     _manageable(ctx.actor)
     budget_id = body.budget_id if isinstance(body.budget_id, str) else new_id()
-    fields = checked_limits(given(body, leave=("budget_id",)), datetime.now(UTC))
+    fields = checked_limits(
+        given(body, leave=("budget_id",)), datetime.now(UTC), ctx.calendar_aligned
+    )
     budget = Budget(budget_id=budget_id, created_by=ctx.actor.id, **fields)
     try:
         await ctx.store.create(budget, audit=ctx.audit("create", "budget", budget_id))
@@ -255,7 +258,9 @@ async def update_budget(ctx: Ctx, body: UpdateBudgetRequest) -> Budget:
     """Apply the given fields to a budget; every key and entity using it sees them at once."""
     await _visible(ctx, body.budget_id)
     _manageable(ctx.actor)
-    changes = checked_limits(given(body, leave=("budget_id",)), datetime.now(UTC))
+    changes = checked_limits(
+        given(body, leave=("budget_id",)), datetime.now(UTC), ctx.calendar_aligned
+    )
     audit = ctx.audit("update", "budget", body.budget_id)
     updated = await ctx.store.update(Budget, body.budget_id, changes, audit=audit)
     if updated is None:

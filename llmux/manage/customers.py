@@ -129,7 +129,7 @@ async def new_customer(ctx: Ctx, body: NewCustomerRequest) -> EndUser:
     _manageable(ctx)
     fields = given(body, leave=("user_id",))
     await require_budget(ctx.store, fields.get("budget_id"))
-    fields = checked_limits(fields, datetime.now(UTC))
+    fields = checked_limits(fields, datetime.now(UTC), ctx.calendar_aligned)
     end_user = EndUser(user_id=body.user_id, created_by=ctx.actor.id, **fields)
     try:
         await ctx.store.create(end_user, audit=ctx.audit("create", "end_user", body.user_id))
@@ -153,7 +153,7 @@ async def update_customer(ctx: Ctx, body: UpdateCustomerRequest) -> EndUser:
     _manageable(ctx)
     changes = given(body, leave=("user_id",))
     await require_budget(ctx.store, changes.get("budget_id"))
-    changes = checked_limits(changes, datetime.now(UTC))
+    changes = checked_limits(changes, datetime.now(UTC), ctx.calendar_aligned)
     return await _update(ctx, body.user_id, changes, "update")
 
 

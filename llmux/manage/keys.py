@@ -23,7 +23,6 @@ from typing import Annotated, Any, Final, TypeVar
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from llmux.appkeys import RUNTIME
 from llmux.errors import Conflict, InvalidRequest, UnprocessableEntity
 from llmux.governance.durations import Duration, expires_at, next_reset, parse_duration
 from llmux.governance.keys import KEY_PREFIX, display_name, generate_key, hash_key
@@ -217,11 +216,7 @@ def budget_reset_at(ctx: Ctx, budget_duration: str | None, now: datetime) -> dat
     if budget_duration is None:
         return None
     duration = parse_field_duration("budget_duration", budget_duration)
-    holder = ctx.request.app.get(RUNTIME)
-    aligned = (
-        holder is not None and holder.current.loaded.config.governance.budgets.calendar_aligned
-    )
-    return next_reset(duration, now, aligned)
+    return next_reset(duration, now, ctx.calendar_aligned)
 
 
 async def collect(

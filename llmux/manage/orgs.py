@@ -170,7 +170,7 @@ async def new_org(ctx: Ctx, body: NewOrgRequest) -> OrgView:
     fields = given(body, leave=("organization_id",))
     await require_budget(ctx.store, fields.get("budget_id"))
     org_id = body.organization_id if isinstance(body.organization_id, str) else new_id()
-    fields = checked_limits(fields, datetime.now(UTC))
+    fields = checked_limits(fields, datetime.now(UTC), ctx.calendar_aligned)
     org = Organization(organization_id=org_id, created_by=ctx.actor.id, **fields)
     try:
         await ctx.store.create(org, audit=ctx.audit("create", "organization", org_id))
@@ -199,7 +199,7 @@ async def update_org(ctx: Ctx, body: UpdateOrgRequest) -> OrgView:
     if not changes.keys() <= _ORG_ADMIN_FIELDS:
         _require_admin(ctx, "change an organization's limits")
     await require_budget(ctx.store, changes.get("budget_id"))
-    changes = checked_limits(changes, datetime.now(UTC))
+    changes = checked_limits(changes, datetime.now(UTC), ctx.calendar_aligned)
     audit = ctx.audit("update", "organization", org.organization_id)
     updated = await ctx.store.update(Organization, org.organization_id, changes, audit=audit)
     if updated is None:

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import msgspec
 from aiohttp import web
 
-from llmux.appkeys import REQUEST_ID
+from llmux.appkeys import REQUEST_ID, RUNTIME
 from llmux.errors import InvalidRequest, PermissionDenied, UnprocessableEntity
 from llmux.governance.service import Governance
 from llmux.manage.actor import Actor, resolve_actor
@@ -61,6 +61,14 @@ class Ctx:
     actor: Actor
     store: Store
     governance: Governance
+
+    @property
+    def calendar_aligned(self) -> bool:
+        """Whether budget periods align to calendar boundaries (config, reloadable)."""
+        holder = self.request.app.get(RUNTIME)
+        return (
+            holder is not None and holder.current.loaded.config.governance.budgets.calendar_aligned
+        )
 
     def audit(self, action: str, object_type: str, object_id: str) -> AuditEntry:
         """An audit entry for a mutation (the store fills in before/after)."""

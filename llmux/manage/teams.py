@@ -314,7 +314,7 @@ async def new_team(ctx: Ctx, body: NewTeamRequest) -> TeamView:
     for index, member in enumerate(body.members_with_roles):
         require_who(member.user_id, member.user_email, f"members_with_roles[{index}]")
     team_id = body.team_id if isinstance(body.team_id, str) else new_id()
-    fields = checked_limits(fields, datetime.now(UTC))
+    fields = checked_limits(fields, datetime.now(UTC), ctx.calendar_aligned)
     team = Team(team_id=team_id, created_by=ctx.actor.id, **fields)
     try:
         await ctx.store.create(team, audit=ctx.audit("create", "team", team_id))
@@ -344,7 +344,7 @@ async def update_team(ctx: Ctx, body: UpdateTeamRequest) -> TeamUpdateResponse:
     if "organization_id" in changes and changes["organization_id"] != team.organization_id:
         await _check_org(ctx, changes["organization_id"])
     await require_budget(ctx.store, changes.get("budget_id"))
-    changes = checked_limits(changes, datetime.now(UTC))
+    changes = checked_limits(changes, datetime.now(UTC), ctx.calendar_aligned)
     updated = await _update(ctx, team.team_id, changes, "update")
     return TeamUpdateResponse(team_id=updated.team_id, data=await _view(ctx, updated))
 

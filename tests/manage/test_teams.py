@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type hints
 import pytest
@@ -632,3 +632,25 @@ async def test_team_blocked_through_one_replica_is_refused_on_the_other(
     assert await eventually_async(refused_on_b, within=1.0)
     info = await admin_call(b, "GET", "/team/info", key=team_key, query={"team_id": "t1"})
     assert info.json["team_info"]["blocked"] is True
+
+
+async def test_team_budget_reset_is_calendar_aligned_when_configured(
+    upstream: FakeUpstream,
+) -> None:
+    """With `governance.budgets.calendar_aligned` a team's "1d" budget resets at midnight UTC."""
+    extra = "governance:\n  budgets:\n    calendar_aligned: true\n"
+    async with running_gateway(governed_config(upstream.url, extra=extra)) as gateway:
+        before = datetime.now(UTC)
+        reply = await admin_call(
+            gateway,
+            "POST",
+            "/team/new",
+            {"team_id": "daily", "max_budget": 5, "budget_duration": "1d"},
+        )
+        after = datetime.now(UTC)
+    assert reply.status == 200, reply.body
+    midnights = {
+        datetime.combine(moment.date() + timedelta(days=1), time(), tzinfo=UTC)
+        for moment in (before, after)
+    }
+    assert datetime.fromisoformat(reply.json["budget_reset_at"]) in midnights
