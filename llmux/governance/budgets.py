@@ -105,6 +105,12 @@ class BudgetLedger(Protocol):
         """Release `hold` and add `actual` USD; returns the lines whose soft budget it crossed."""
         ...
 
+    async def settle_many(
+        self, items: Sequence[tuple[Hold, float]]
+    ) -> list[list[SoftBudgetCrossing]]:
+        """`settle` for many holds at once (one Redis round trip); crossings per hold."""
+        ...
+
     async def seed(self, line: BudgetLine, spent: float) -> None:
         """Load persisted spend for `line`'s period; keeps the larger of it and the counter."""
         ...
@@ -209,6 +215,12 @@ class LocalBudgetLedger:
             if self._crosses_soft(line, counter):
                 crossed.append(SoftBudgetCrossing(line, counter.spent / MICROS_PER_USD))
         return crossed
+
+    async def settle_many(
+        self, items: Sequence[tuple[Hold, float]]
+    ) -> list[list[SoftBudgetCrossing]]:
+        """Settle each hold in turn (in process, nothing to batch)."""
+        return [await self.settle(hold, actual) for hold, actual in items]
 
     async def seed(self, line: BudgetLine, spent: float) -> None:
         """Load persisted spend; keeps the larger of it and what this process counted."""

@@ -5,8 +5,9 @@ model aliases, checks model access at every level, acquires every applicable rat
 user, team, organization, end user; all models and per model) in one limiter call, and reserves
 the call's estimated cost on every budget line in one ledger call. A refusal releases whatever
 was taken. `finish` runs once the call ended however it ended: it prices the usage, queues the
-spend row for the background writer and settles the limits and budgets in a background task,
-so the client never waits on a store.
+spend row for the background writer and queues the settlement of limits and budgets for one
+settler task, which settles everything that ended meanwhile in one limiter call and one ledger
+call (one Redis round trip each in distributed mode), so the client never waits on a store.
 
 Estimates: tokens are the body's bytes / 4 plus the output cap (`DEFAULT_OUTPUT_TOKENS` when the
 request sets none); the cost estimate is the highest any deployment of the group would charge
@@ -20,6 +21,7 @@ overshoots by at most its real cost, so the overshoot stays below the cost of th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +30,7 @@ from datetime import UTC, datetime
 import msgspec
 
 from llmux.errors import BudgetExceeded, PermissionDenied, RateLimited
-from llmux.governance.budgets import BudgetLedger, BudgetLine, Hold
+from llmux.governance.budgets import BudgetLedger, BudgetLine, Hold, SoftBudgetCrossing
 from llmux.governance.costing import Costing
 from llmux.governance.durations import next_reset, parse_duration
 from llmux.governance.limits import Lease, Limit, RateLimiter, applicable_limits
@@ -108,7 +110,10 @@ class Gate:
         self._metrics = metrics
         self._aligned = calendar_aligned
         self._clock = clock
-        self._settling: set[asyncio.Task[None]] = set()
+        self._pending: list[_Settlement] = []
+        self._wake = asyncio.Event()
+        self._settler: asyncio.Task[None] | None = None
+        self._settling = False
 
     async def admit(
         self,
@@ -213,7 +218,7 @@ class Gate:
     def _release(self, admission: Admission) -> None:
         lease, admission.lease = admission.lease, None
         if lease is not None:
-            self._spawn(self._limiter.settle(lease, 0, self._clock()))
+            self._queue((lease, None, 0, 0.0))
 
     def finish(
         self, admission: Admission, outcome: Outcome, costing: Costing, request_id: str
@@ -230,7 +235,7 @@ class Gate:
         usage = outcome.usage
         actual_tokens = usage.total_tokens if usage is not None else 0
         if admission.lease is not None or admission.hold is not None:
-            self._spawn(self._settle(admission.lease, admission.hold, actual_tokens, cost))
+            self._queue((admission.lease, admission.hold, actual_tokens, cost))
         return cost
 
     def _row(
@@ -269,38 +274,77 @@ class Gate:
             ended_at=datetime.now(UTC),
         )
 
-    async def _settle(
-        self, lease: Lease | None, hold: Hold | None, tokens: int, cost: float
-    ) -> None:
-        if lease is not None:
-            await self._limiter.settle(lease, tokens, self._clock())
-        if hold is not None:
-            try:
-                crossings = await self._ledger.settle(hold, cost)
-            except Exception as exc:  # a lost settle must not kill the task set
-                get_logger().warning("budget_settle_failed", error=str(exc))
-                return
-            for crossing in crossings:
-                line = crossing.line
-                self._metrics.observe_soft_budget(line.level)
-                get_logger().warning(
-                    "soft_budget_crossed",
-                    level=line.level,
-                    subject=line.subject,
-                    model=line.model,
-                    soft_budget=line.soft_budget,
-                    spent=round(crossing.spent, 6),
-                )
+    def _queue(self, settlement: _Settlement) -> None:
+        """Hand a settlement to the settler task; every one queued meanwhile goes together."""
+        self._pending.append(settlement)
+        self._wake.set()
+        if self._settler is None:
+            self._settler = asyncio.create_task(self._settle_forever(), name="llmux-settle")
 
-    def _spawn(self, work: object) -> None:
-        task = asyncio.ensure_future(work)  # type: ignore[call-overload]
-        self._settling.add(task)
-        task.add_done_callback(self._settling.discard)
+    async def _settle_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            self._settling = True
+            try:
+                await self._settle_pending()
+            except Exception as exc:  # the settler must outlive any one failure
+                get_logger().warning("settle_failed", error=str(exc))
+            finally:
+                self._settling = False
+
+    async def _settle_pending(self) -> None:
+        """Settle everything queued: one limiter call and one ledger call for the lot (in
+        distributed mode, one Redis round trip each however many calls ended meanwhile)."""
+        batch, self._pending = self._pending, []
+        leases = [(lease, tokens) for lease, _, tokens, _ in batch if lease is not None]
+        holds = [(hold, cost) for _, hold, _, cost in batch if hold is not None]
+        if leases:
+            await self._limiter.settle_many(leases, self._clock())
+        if not holds:
+            return
+        try:
+            crossed = await self._ledger.settle_many(holds)
+        except Exception as exc:  # a lost settle must not stop the settler
+            get_logger().warning("budget_settle_failed", error=str(exc), holds=len(holds))
+            return
+        for crossings in crossed:
+            for crossing in crossings:
+                self._soft_budget_crossed(crossing)
+
+    def _soft_budget_crossed(self, crossing: SoftBudgetCrossing) -> None:
+        line = crossing.line
+        self._metrics.observe_soft_budget(line.level)
+        get_logger().warning(
+            "soft_budget_crossed",
+            level=line.level,
+            subject=line.subject,
+            model=line.model,
+            soft_budget=line.soft_budget,
+            spent=round(crossing.spent, 6),
+        )
 
     async def close(self) -> None:
-        """Wait for settlements still running (shutdown)."""
-        if self._settling:
-            await asyncio.gather(*self._settling, return_exceptions=True)
+        """Settle what is still queued and stop the settler (shutdown)."""
+        for _ in range(_CLOSE_POLLS):
+            if not self._settling:
+                break
+            await asyncio.sleep(_CLOSE_POLL)
+        if self._settler is not None:
+            self._settler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._settler
+            self._settler = None
+        if self._pending:
+            await self._settle_pending()
+
+
+_CLOSE_POLL = 0.01
+_CLOSE_POLLS = 200
+"""At shutdown, a batch being settled gets up to two seconds to finish."""
+
+_Settlement = tuple[Lease | None, Hold | None, int, float]
+"""A finished call's lease, hold, actual tokens and actual cost."""
 
 
 def _output_cap(body: dict[str, msgspec.Raw]) -> int:

@@ -190,6 +190,10 @@ class RateLimiter(Protocol):
         """
         ...
 
+    async def settle_many(self, items: Sequence[tuple[Lease, int]], now: float) -> None:
+        """`settle` for many leases at once (one Redis round trip for all of them)."""
+        ...
+
 
 def refusal(
     limit: Limit,
@@ -377,6 +381,11 @@ class LocalRateLimiter:
         # Every limit admits the request: count it everywhere. No await since the checks, so
         # no other request can have changed a window in between.
         return self._commit(limits, subjects, tokens, current, now)
+
+    async def settle_many(self, items: Sequence[tuple[Lease, int]], now: float) -> None:
+        """Settle each lease in turn (in process, nothing to batch)."""
+        for lease, actual_tokens in items:
+            await self.settle(lease, actual_tokens, now)
 
     async def settle(self, lease: Lease, actual_tokens: int, now: float) -> None:
         """Correct the TPM reservation to `actual_tokens` and free the parallel slots (once)."""

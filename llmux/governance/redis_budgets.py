@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Final, final
+from typing import Any, Final, final
 from urllib.parse import quote
 
 import redis.asyncio as aioredis
@@ -140,17 +140,36 @@ class RedisBudgetLedger:
 
     async def settle(self, hold: Hold, actual: float) -> list[SoftBudgetCrossing]:
         """Release `hold`, add `actual` USD to every line; report first soft-budget crossings."""
-        finish_hold(hold)
-        if not hold.lines:
-            return []
-        args: list[int | str] = [-hold.estimate, to_micros(actual)]
-        for line in hold.lines:
-            args += [_or_none(optional_micros(line.soft_budget)), self._expiry_ms(line)]
-        reply = await self._settle(keys=self._keys(hold.lines), args=args)
-        return [
-            SoftBudgetCrossing(hold.lines[int(reply[i]) - 1], int(reply[i + 1]) / MICROS_PER_USD)
-            for i in range(0, len(reply), 2)
-        ]
+        return (await self.settle_many([(hold, actual)]))[0]
+
+    async def settle_many(
+        self, items: Sequence[tuple[Hold, float]]
+    ) -> list[list[SoftBudgetCrossing]]:
+        """Settle many holds in one pipelined round trip; crossings per hold, in order."""
+        pending = []
+        for hold, actual in items:
+            finish_hold(hold)
+            if hold.lines:
+                args: list[int | str] = [-hold.estimate, to_micros(actual)]
+                for line in hold.lines:
+                    args += [_or_none(optional_micros(line.soft_budget)), self._expiry_ms(line)]
+                pending.append((hold, args))
+        replies: list[Any] = []
+        if pending:
+            pipe = self._client.pipeline(transaction=False)
+            for hold, args in pending:
+                await self._settle(keys=self._keys(hold.lines), args=args, client=pipe)
+            replies = await pipe.execute()
+        crossings = iter(
+            [
+                SoftBudgetCrossing(
+                    hold.lines[int(reply[i]) - 1], int(reply[i + 1]) / MICROS_PER_USD
+                )
+                for i in range(0, len(reply), 2)
+            ]
+            for (hold, _), reply in zip(pending, replies, strict=True)
+        )
+        return [next(crossings) if hold.lines else [] for hold, _ in items]
 
     async def seed(self, line: BudgetLine, spent: float) -> None:
         """Load persisted spend; keeps the larger of it and what the replicas counted."""

@@ -144,24 +144,62 @@ class RedisRateLimiter:
 
         Never raises on a Redis failure (it is counted and logged instead).
         """
-        if not isinstance(lease, RedisLease):
-            raise TypeError(f"not a lease of this limiter: {lease!r}")
-        if lease.settled:
+        await self.settle_many([(lease, actual_tokens)], now)
+
+    async def settle_many(self, items: Sequence[tuple[Lease, int]], now: float) -> None:
+        """Settle many leases in one pipelined round trip; never raises on a Redis failure."""
+        calls = [call for lease, actual in items if (call := self._settle_call(lease, actual))]
+        if not calls:
             return
-        lease.settled = True
-        delta = max(0, actual_tokens) - lease.tokens
-        windows = lease.reservations if delta else []
-        if not windows and not lease.slots:
-            return
-        keys = [key for key, _ in windows] + lease.slots
-        args: list[str | int] = [len(windows), delta, lease.lease_id]
-        args += [bucket for _, bucket in windows]
         try:
-            await self._eval(_SETTLE_SHA, SETTLE_SCRIPT, keys, args)
+            await self._eval_many(_SETTLE_SHA, SETTLE_SCRIPT, calls)
         except _REDIS_FAILURES as error:
             self._failed(error)
         else:
             self._recovered()
+
+    def _settle_call(
+        self, lease: Lease, actual_tokens: int
+    ) -> tuple[list[str], list[str | int]] | None:
+        """The settle script's keys and arguments for `lease`; None when nothing is held."""
+        if not isinstance(lease, RedisLease):
+            raise TypeError(f"not a lease of this limiter: {lease!r}")
+        if lease.settled:
+            return None
+        lease.settled = True
+        delta = max(0, actual_tokens) - lease.tokens
+        windows = lease.reservations if delta else []
+        if not windows and not lease.slots:
+            return None
+        keys = [key for key, _ in windows] + lease.slots
+        args: list[str | int] = [len(windows), delta, lease.lease_id]
+        args += [bucket for _, bucket in windows]
+        return keys, args
+
+    async def _eval_many(
+        self, sha: str, script: str, calls: list[tuple[list[str], list[str | int]]]
+    ) -> None:
+        """Many EVALSHAs in one pipeline, loading the script once if Redis lost it."""
+        failed = await self._pipelined(sha, calls)
+        if failed:
+            await self._redis.script_load(script)
+            await self._pipelined(sha, failed)
+
+    async def _pipelined(
+        self, sha: str, calls: list[tuple[list[str], list[str | int]]]
+    ) -> list[tuple[list[str], list[str | int]]]:
+        """Run `calls`; return those Redis refused with NOSCRIPT (other errors raise)."""
+        pipe = self._redis.pipeline(transaction=False)
+        for keys, args in calls:
+            pipe.evalsha(sha, len(keys), *keys, *args)
+        replies = await pipe.execute(raise_on_error=False)
+        failed = []
+        for call, reply in zip(calls, replies, strict=True):
+            if isinstance(reply, NoScriptError):
+                failed.append(call)
+            elif isinstance(reply, Exception):
+                raise reply
+        return failed
 
     async def _eval(
         self, sha: str, script: str, keys: list[str], args: list[str | int]
