@@ -345,3 +345,12 @@ class TestEnvExpansion:
             "  - name: primary\n    type: openai\n    models: [gpt-4o]\n"
         )
         assert loaded.warnings == ("provider 'primary' is disabled: type openai needs api_key",)
+
+
+def test_distributed_mode_requires_a_store_url() -> None:
+    """Distributed replicas must name the store they share; there is no default for them."""
+    text = "deployment: {mode: distributed}\nrouting: {distributed: true}\n"
+    assert _error(text) == (
+        "x.yaml:1: store.url: required when deployment.mode is distributed"
+        " (a postgresql:// URL the replicas share)"
+    )

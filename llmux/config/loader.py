@@ -238,6 +238,14 @@ def _check(config: Config) -> list[tuple[PathKey, str]]:
                 " through Redis)",
             )
         )
+    if config.deployment.mode == "distributed" and not config.store.url:
+        problems.append(
+            (
+                ("store", "url"),
+                "required when deployment.mode is distributed (a postgresql:// URL the"
+                " replicas share)",
+            )
+        )
     seen: set[str] = set()
     for index, provider in enumerate(config.providers):
         problems.extend(_check_provider(index, provider, seen))

@@ -10,263 +10,62 @@ owner of a key manages it only as far as that cannot lift what someone above set
 budgets, models, expiry, type and unblocking need the key's team admin, its organization's
 `org_admin` or a `proxy_admin`. Every change is audited in the same transaction and invalidated
 in the gateway's key cache at once. Imports llmux.manage's foundation, governance and store.
+Lookups and rights are in `key_access`, shared helpers in `keys_common`, shapes in `keys_wire`.
 """
 
 from __future__ import annotations
 
-import builtins
-import math
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Any, Final, TypeVar
+from typing import Any, Final
 
 import msgspec
-from msgspec import UNSET, UnsetType
+from msgspec import UnsetType
 
 from llmux.errors import Conflict, InvalidRequest, UnprocessableEntity
-from llmux.governance.durations import Duration, expires_at, next_reset, parse_duration
+from llmux.governance.durations import Duration, expires_at
 from llmux.governance.keys import KEY_PREFIX, display_name, generate_key, hash_key
-from llmux.manage.access import (
-    hidden,
-    manages_key,
-    manages_org,
-    manages_team,
-    require,
-    sees_key,
-    sees_org,
-    sees_team,
-    sees_user,
+from llmux.manage.access import hidden, manages_key, require, sees_key
+from llmux.manage.key_access import (
+    PLACEMENT,
+    find_key,
+    managed_key,
+    place,
+    require_above_owner,
+    require_reusable_budget,
+    shown,
+    team_of,
+    visible_key,
 )
-from llmux.manage.actor import Actor
+from llmux.manage.keys_common import (
+    budget_reset_at,
+    check_alias,
+    check_model_budget,
+    collect,
+    issue_key,
+    page_count,
+    parse_field_duration,
+)
+from llmux.manage.keys_wire import (
+    DeletedKeys,
+    DeleteKeysRequest,
+    GeneratedKey,
+    GenerateKeyRequest,
+    KeyInfo,
+    KeyInfoQuery,
+    KeyList,
+    KeyListQuery,
+    KeyRef,
+    KeySettings,
+    RegenerateKeyRequest,
+    UpdateKeyRequest,
+)
 from llmux.manage.routes import MANAGE_CONFIG, Ctx, endpoint
-from llmux.store.base import AlreadyExists, FilterValue, Store
-from llmux.store.records import (
-    Budget,
-    Entity,
-    Key,
-    KeyType,
-    ModelBudget,
-    Organization,
-    Team,
-    TeamMembership,
-    User,
-    utcnow,
-)
+from llmux.store.base import FilterValue
+from llmux.store.records import Key, Team, utcnow
 
-__all__ = [
-    "DeleteKeysRequest",
-    "DeletedKeys",
-    "GenerateKeyRequest",
-    "GeneratedKey",
-    "KeyInfo",
-    "KeyInfoQuery",
-    "KeyList",
-    "KeyListQuery",
-    "KeyRef",
-    "KeySettings",
-    "NonNegativeFloat",
-    "NonNegativeInt",
-    "PageNumber",
-    "PageSize",
-    "RegenerateKeyRequest",
-    "UpdateKeyRequest",
-    "budget_reset_at",
-    "check_alias",
-    "check_model_budget",
-    "collect",
-    "issue_key",
-    "page_count",
-    "parse_field_duration",
-]
-
-E = TypeVar("E", bound=Entity)
-
-NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
-NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
-PageNumber = Annotated[int, msgspec.Meta(ge=1, description="1-based page number.")]
-PageSize = Annotated[int, msgspec.Meta(ge=1, le=1000, description="Items per page (1..1000).")]
-
-_COLLECT_PAGE: Final = 1000
-_OWNER_FIELDS: Final = frozenset({"key_alias", "metadata", "tags", "aliases"})
-"""What a key's owner may change without rights above the key (and `blocked: true`)."""
-_PLACEMENT: Final = ("team_id", "user_id", "organization_id")
-
-
-class KeySettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """The fields `/key/generate` and `/key/update` share; an absent field is left as it is."""
-
-    duration: str | None | UnsetType = msgspec.field(default=UNSET)
-    """Lifetime ("30d"); null: never expires."""
-    key_alias: str | None | UnsetType = UNSET
-    team_id: str | None | UnsetType = UNSET
-    user_id: str | None | UnsetType = UNSET
-    organization_id: str | None | UnsetType = UNSET
-    budget_id: str | None | UnsetType = UNSET
-    models: list[str] | UnsetType = UNSET
-    aliases: dict[str, str] | UnsetType = UNSET
-    max_budget: NonNegativeFloat | None | UnsetType = UNSET
-    soft_budget: NonNegativeFloat | None | UnsetType = UNSET
-    budget_duration: str | None | UnsetType = UNSET
-    max_parallel_requests: NonNegativeInt | None | UnsetType = UNSET
-    tpm_limit: NonNegativeInt | None | UnsetType = UNSET
-    rpm_limit: NonNegativeInt | None | UnsetType = UNSET
-    model_max_budget: dict[str, ModelBudget] | UnsetType = UNSET
-    model_rpm_limit: dict[str, NonNegativeInt] | UnsetType = UNSET
-    model_tpm_limit: dict[str, NonNegativeInt] | UnsetType = UNSET
-    metadata: dict[str, Any] | UnsetType = UNSET
-    tags: list[str] | UnsetType = UNSET
-    blocked: bool | UnsetType = UNSET
-    key_type: KeyType | UnsetType = UNSET
-    spend: NonNegativeFloat | UnsetType = UNSET
-
-
-class GenerateKeyRequest(KeySettings, kw_only=True, forbid_unknown_fields=True):
-    """`POST /key/generate`: a new key; `key` chooses its value (else a random `sk-...`)."""
-
-    key: str | UnsetType = UNSET
-
-
-class UpdateKeyRequest(KeySettings, kw_only=True, forbid_unknown_fields=True):
-    """`POST /key/update`: change the given fields of `key` (raw key or token)."""
-
-    key: str
-
-
-class KeyRef(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """`POST /key/block` and `/key/unblock`: the key (raw key or token)."""
-
-    key: str
-
-
-class DeleteKeysRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """`POST /key/delete`: keys (raw or token) and/or aliases; at least one must be given."""
-
-    keys: list[str] = []
-    key_aliases: list[str] = []
-
-
-class RegenerateKeyRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """`POST /key/regenerate`: a new value for `key`; the old one works for `grace_period`."""
-
-    key: str
-    duration: str | None | UnsetType = UNSET
-    grace_period: str | None = None
-
-
-class KeyInfoQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """`GET /key/info`: `key` (raw or token); absent: the caller's own key."""
-
-    key: str | None = None
-
-
-class KeyListQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """`GET /key/list`: filters and paging; `return_full_object` lists records, not tokens."""
-
-    page: PageNumber = 1
-    size: PageSize = 50
-    user_id: str | None = None
-    team_id: str | None = None
-    organization_id: str | None = None
-    key_alias: str | None = None
-    return_full_object: bool = False
-
-
-class GeneratedKey(Key, kw_only=True):
-    """A key as created or regenerated: the record plus `key`, its plaintext (shown once)."""
-
-    key: str
-
-
-class KeyInfo(msgspec.Struct, kw_only=True):
-    """`GET /key/info`: the key's token and its record."""
-
-    key: str
-    info: Key
-
-
-class KeyList(msgspec.Struct, kw_only=True):
-    """`GET /key/list`: one page of tokens (or records with `return_full_object`)."""
-
-    keys: list[str | Key]
-    total_count: int
-    current_page: int
-    total_pages: int
-
-
-class DeletedKeys(msgspec.Struct, kw_only=True):
-    """`POST /key/delete`: which of the given keys and aliases were deleted now."""
-
-    deleted_keys: list[str]
-    deleted_key_aliases: list[str]
-
-
-# --- shared helpers (users.py uses them too) ------------------------------------------------
-
-
-def parse_field_duration(field: str, text: str) -> Duration:
-    """`text` as a duration, or 422 naming `field`."""
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise UnprocessableEntity(str(exc), param=field) from None
-
-
-def budget_reset_at(ctx: Ctx, budget_duration: str | None, now: datetime) -> datetime | None:
-    """When a budget period starting `now` ends: rolling, or calendar-aligned per config."""
-    if budget_duration is None:
-        return None
-    duration = parse_field_duration("budget_duration", budget_duration)
-    return next_reset(duration, now, ctx.calendar_aligned)
-
-
-async def collect(
-    store: Store, cls: type[E], filters: Mapping[str, FilterValue]
-) -> builtins.list[E]:
-    """Every record of `cls` matching `filters` (all pages)."""
-    found: builtins.list[E] = []
-    page = 1
-    while True:
-        batch = await store.list(cls, filters=filters, page=page, size=_COLLECT_PAGE)
-        found.extend(batch.items)
-        if len(found) >= batch.total or not batch.items:
-            return found
-        page += 1
-
-
-def page_count(total: int, size: int) -> int:
-    """How many pages of `size` hold `total` items."""
-    return math.ceil(total / size)
-
-
-async def check_alias(store: Store, alias: str, token: str | None) -> None:
-    """409 naming `key_alias` when another key than `token` already has `alias`."""
-    holder = await store.get_key_by_alias(alias)
-    if holder is not None and holder.token != token:
-        raise Conflict(f"The key alias '{alias}' is already taken.", param="key_alias")
-
-
-def check_model_budget(model: str, budget: ModelBudget) -> None:
-    """422 naming `model_max_budget` for a negative limit or a bad `time_period`."""
-    if budget.budget_limit < 0:
-        raise UnprocessableEntity(
-            f"Invalid 'model_max_budget.{model}.budget_limit': must be >= 0.",
-            param="model_max_budget",
-        )
-    if budget.time_period is not None:
-        parse_field_duration("model_max_budget", budget.time_period)
-
-
-async def issue_key(ctx: Ctx, raw: str, key: Key) -> GeneratedKey:
-    """Store the new `key` (value `raw`) with its audit entry; 409 on a taken value or alias."""
-    if key.key_alias is not None:
-        await check_alias(ctx.store, key.key_alias, None)
-    try:
-        await ctx.store.create(key, audit=ctx.audit("created", "key", key.token))
-    except AlreadyExists:
-        raise Conflict("A key with this value already exists.", param="key") from None
-    # The gateway may have cached "no such key" for this value: drop that answer.
-    await ctx.governance.invalidate_key(key.token)
-    return GeneratedKey(key=raw, **msgspec.structs.asdict(key))
+__all__: list[str] = []
+"""Nothing to import: loading the module registers the endpoints; the types are in keys_wire."""
 
 
 # --- endpoints ------------------------------------------------------------------------------
@@ -285,12 +84,12 @@ async def generate(ctx: Ctx, body: GenerateKeyRequest) -> GeneratedKey:
     """Create a key owned by the given user, team and organization (default: the caller)."""
     raw = generate_key() if isinstance(body.key, UnsetType) else _custom_value(ctx, body.key)
     changes = _changes(ctx, body)
-    if not ctx.actor.is_admin and not any(name in changes for name in _PLACEMENT):
+    if not ctx.actor.is_admin and not any(name in changes for name in PLACEMENT):
         changes["user_id"] = ctx.actor.user_id
-    placement = await _place(ctx, {name: changes.get(name) for name in _PLACEMENT})
+    placement = await place(ctx, {name: changes.get(name) for name in PLACEMENT})
     changes.update(placement)
     if changes.get("budget_id") is not None:
-        await _require_budget(ctx, changes["budget_id"])
+        await require_reusable_budget(ctx, changes["budget_id"])
     creator = ctx.actor.user_id or ctx.actor.id
     key = Key(token=hash_key(raw), key_name=display_name(raw), created_by=creator, **changes)
     return await issue_key(ctx, raw, key)
@@ -307,14 +106,14 @@ async def generate(ctx: Ctx, body: GenerateKeyRequest) -> GeneratedKey:
 )
 async def update(ctx: Ctx, body: UpdateKeyRequest) -> Key:
     """Apply the given fields to the key; moving it needs rights where it goes."""
-    key, team = await _managed_key(ctx, body.key)
+    key, team = await managed_key(ctx, body.key)
     changes = _changes(ctx, body)
-    _require_above_owner(ctx.actor, key, team, changes)
-    if any(name in changes for name in _PLACEMENT):
-        current = {name: changes.get(name, getattr(key, name)) for name in _PLACEMENT}
-        changes.update(await _place(ctx, current))
+    require_above_owner(ctx.actor, key, team, changes)
+    if any(name in changes for name in PLACEMENT):
+        current = {name: changes.get(name, getattr(key, name)) for name in PLACEMENT}
+        changes.update(await place(ctx, current))
     if changes.get("budget_id") is not None:
-        await _require_budget(ctx, changes["budget_id"])
+        await require_reusable_budget(ctx, changes["budget_id"])
     if changes.get("key_alias") is not None:
         await check_alias(ctx.store, changes["key_alias"], key.token)
     return await _apply(ctx, key, changes, "updated", body.key)
@@ -333,7 +132,7 @@ async def delete(ctx: Ctx, body: DeleteKeysRequest) -> DeletedKeys:
     """Delete every given key the caller may see (all checked first, so none or all go)."""
     if not body.keys and not body.key_aliases:
         raise UnprocessableEntity("Give `keys` and/or `key_aliases` to delete.", param="keys")
-    by_value = [(ref, await _deletable(ctx, await _find_key(ctx.store, ref))) for ref in body.keys]
+    by_value = [(ref, await _deletable(ctx, await find_key(ctx.store, ref))) for ref in body.keys]
     by_alias = [
         (alias, await _deletable(ctx, await ctx.store.get_key_by_alias(alias)))
         for alias in body.key_aliases
@@ -361,7 +160,7 @@ async def info(ctx: Ctx, query: KeyInfoQuery) -> KeyInfo:
                 "The master key has no key record: name one with `?key=`.", param="key"
             )
         ref = ctx.actor.key.token
-    key, _ = await _visible_key(ctx, ref)
+    key, _ = await visible_key(ctx, ref)
     return KeyInfo(key=key.token, info=key)
 
 
@@ -407,11 +206,11 @@ async def list_keys(ctx: Ctx, query: KeyListQuery) -> KeyList:
 )
 async def regenerate(ctx: Ctx, body: RegenerateKeyRequest) -> GeneratedKey:
     """A new value with the old key's settings and spend; the old value is revoked or expires."""
-    old, team = await _managed_key(ctx, body.key)
+    old, team = await managed_key(ctx, body.key)
     now = utcnow()
     expires = old.expires
     if not isinstance(body.duration, UnsetType):
-        _require_above_owner(ctx.actor, old, team, {"expires": None})
+        require_above_owner(ctx.actor, old, team, {"expires": None})
         expires = _expiry(body.duration, now)
     grace = None
     if body.grace_period is not None:
@@ -444,7 +243,7 @@ async def regenerate(ctx: Ctx, body: RegenerateKeyRequest) -> GeneratedKey:
 )
 async def block(ctx: Ctx, body: KeyRef) -> Key:
     """Set `blocked` on the key."""
-    key, _ = await _managed_key(ctx, body.key)
+    key, _ = await managed_key(ctx, body.key)
     return await _apply(ctx, key, {"blocked": True}, "blocked", body.key)
 
 
@@ -459,148 +258,12 @@ async def block(ctx: Ctx, body: KeyRef) -> Key:
 )
 async def unblock(ctx: Ctx, body: KeyRef) -> Key:
     """Clear `blocked` on the key (needs rights above its owner)."""
-    key, team = await _managed_key(ctx, body.key)
-    _require_above_owner(ctx.actor, key, team, {"blocked": False})
+    key, team = await managed_key(ctx, body.key)
+    require_above_owner(ctx.actor, key, team, {"blocked": False})
     return await _apply(ctx, key, {"blocked": False}, "unblocked", body.key)
 
 
-# --- finding keys and checking rights -------------------------------------------------------
-
-
-def _shown(ref: str) -> str:
-    """How a key reference appears in errors: never the plaintext."""
-    return display_name(ref) if ref.startswith(KEY_PREFIX) else ref
-
-
-async def _find_key(store: Store, ref: str) -> Key | None:
-    """The key whose value or token is `ref`."""
-    key = await store.get_key(hash_key(ref))
-    if key is None and not ref.startswith(KEY_PREFIX):
-        key = await store.get_key(ref)
-    return key
-
-
-async def _team_of(store: Store, key: Key) -> Team | None:
-    """The key's team record, if it has one."""
-    return None if key.team_id is None else await store.get(Team, key.team_id)
-
-
-async def _visible_key(ctx: Ctx, ref: str) -> tuple[Key, Team | None]:
-    """The key and its team, or 404 when it is missing or the caller may not see it."""
-    key = await _find_key(ctx.store, ref)
-    team = None if key is None else await _team_of(ctx.store, key)
-    if key is None or not sees_key(ctx.actor, key, team):
-        raise hidden("key", _shown(ref))
-    return key, team
-
-
-async def _managed_key(ctx: Ctx, ref: str) -> tuple[Key, Team | None]:
-    """The key and its team; 404 if invisible, 403 if visible but not the caller's to manage."""
-    key, team = await _visible_key(ctx, ref)
-    require(
-        manages_key(ctx.actor, key, team),
-        "to own the key, administer its team, or be org_admin of its organization",
-    )
-    return key, team
-
-
-def _above_owner(actor: Actor, key: Key, team: Team | None) -> bool:
-    """Rights over the key beyond owning it: proxy_admin, its team's or organization's admin."""
-    if actor.is_admin or manages_org(actor, key.organization_id):
-        return True
-    return team is not None and manages_team(actor, team)
-
-
-def _require_above_owner(
-    actor: Actor, key: Key, team: Team | None, changes: Mapping[str, Any]
-) -> None:
-    """403 when an owner-only caller changes more than its key's names (blocking is allowed)."""
-    lifted = sorted(
-        name
-        for name, value in changes.items()
-        if name not in _OWNER_FIELDS and not (name == "blocked" and value is True)
-    )
-    if lifted and not _above_owner(actor, key, team):
-        require(
-            False,
-            f"admin rights over the key's team or organization to change {', '.join(lifted)}",
-        )
-
-
-async def _place(ctx: Ctx, placement: dict[str, Any]) -> dict[str, Any]:
-    """Check the caller may put a key under this team, user and organization; the placement
-    with the organization filled in from the team."""
-    team_id, user_id, org_id = (placement[name] for name in _PLACEMENT)
-    team = None if team_id is None else await _visible_team(ctx, team_id)
-    if team is not None and team.organization_id is not None:
-        if org_id not in (None, team.organization_id):
-            raise InvalidRequest(
-                f"Team '{team_id}' belongs to organization '{team.organization_id}'.",
-                param="organization_id",
-            )
-        org_id = team.organization_id
-    if org_id is not None:
-        await _visible_org(ctx, org_id)
-    if user_id is not None:
-        await _visible_owner(ctx, user_id, team)
-    require(_may_place(ctx.actor, team, user_id, org_id), _placement_right(team, org_id))
-    return {"team_id": team_id, "user_id": user_id, "organization_id": org_id}
-
-
-def _may_place(actor: Actor, team: Team | None, user_id: str | None, org_id: str | None) -> bool:
-    """Whether the caller may own, or administer, a key placed like this."""
-    if actor.is_admin:
-        return True
-    own = user_id is not None and user_id == actor.user_id
-    if team is not None:
-        return manages_team(actor, team) or (own and team.team_id in actor.teams)
-    return manages_org(actor, org_id) or own
-
-
-def _placement_right(team: Team | None, org_id: str | None) -> str:
-    """The right a refused placement lacks, for the 403 message."""
-    if team is not None:
-        return f"admin rights in team '{team.team_id}' (or a key of your own in it)"
-    if org_id is not None:
-        return f"org_admin rights in organization '{org_id}'"
-    return "proxy_admin rights to create a key for another user"
-
-
-async def _visible_team(ctx: Ctx, team_id: str) -> Team:
-    """The team, or 404 when it is missing or not visible to the caller."""
-    team = await ctx.store.get(Team, team_id)
-    if team is None or not sees_team(ctx.actor, team):
-        raise hidden("team", team_id)
-    return team
-
-
-async def _visible_org(ctx: Ctx, organization_id: str) -> Organization:
-    """The organization, or 404 when it is missing or not visible to the caller."""
-    org = await ctx.store.get(Organization, organization_id)
-    if org is None or not sees_org(ctx.actor, org):
-        raise hidden("organization", organization_id)
-    return org
-
-
-async def _visible_owner(ctx: Ctx, user_id: str, team: Team | None) -> User:
-    """The user a key is for: visible to the caller, or a member of a team it manages."""
-    user = await ctx.store.get(User, user_id)
-    if user is not None and sees_user(ctx.actor, user):
-        return user
-    if user is not None and team is not None and manages_team(ctx.actor, team):
-        members = await ctx.store.list_members(
-            TeamMembership, group_id=team.team_id, user_id=user_id
-        )
-        if members:
-            return user
-    raise hidden("user", user_id)
-
-
-async def _require_budget(ctx: Ctx, budget_id: str) -> None:
-    """Only a proxy_admin attaches reusable budgets (they may be larger than the key's own)."""
-    require(ctx.actor.is_admin, "proxy_admin rights to attach a reusable budget")
-    if await ctx.store.get(Budget, budget_id) is None:
-        raise hidden("budget", budget_id)
+# --- key values -----------------------------------------------------------------------------
 
 
 def _custom_value(ctx: Ctx, value: str) -> str:
@@ -672,7 +335,7 @@ async def _apply(ctx: Ctx, key: Key, changes: dict[str, Any], action: str, ref: 
         Key, key.token, changes, audit=ctx.audit(action, "key", key.token)
     )
     if updated is None:  # deleted between the read and the write
-        raise hidden("key", _shown(ref))
+        raise hidden("key", shown(ref))
     await ctx.governance.invalidate_key(key.token)
     return updated
 
@@ -681,7 +344,7 @@ async def _deletable(ctx: Ctx, key: Key | None) -> Key | None:
     """The key if the caller may delete it; None if missing or invisible; 403 if not managed."""
     if key is None:
         return None
-    team = await _team_of(ctx.store, key)
+    team = await team_of(ctx.store, key)
     if not sees_key(ctx.actor, key, team):
         return None
     require(

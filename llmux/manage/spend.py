@@ -13,358 +13,67 @@ aggregates (`Store.daily_spend`, one per day and dimension value). Who sees what
 
 Dates are `YYYY-MM-DD` (a whole UTC day; `end_date` is inclusive) or ISO 8601 datetimes; a bad
 one is a 422 naming the field. Daily reports default to the 30 days ending today (UTC).
+Dates and scope are computed in `llmux.manage.spend_scope`; the shapes are in `spend_wire`.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 from aiohttp import web
 
-from llmux.errors import UnprocessableEntity
 from llmux.governance.keys import hash_key
 from llmux.manage.access import require
 from llmux.manage.actor import Actor
 from llmux.manage.routes import Ctx, endpoint
-from llmux.store.base import FilterValue, Page, SpendFilter, Store
+from llmux.manage.spend_scope import (
+    FETCH_PAGE,
+    day_range,
+    narrow,
+    page_of,
+    parse_range,
+    rows_of,
+    scoped,
+    spend_scope,
+)
+from llmux.manage.spend_wire import (
+    ActivityDay,
+    GlobalActivity,
+    GlobalSpend,
+    GroupSpend,
+    KeySpend,
+    ModelSpend,
+    PageNo,
+    ProviderSpend,
+    ReportDay,
+    Size,
+    SpendLog,
+    SpendLogsQuery,
+    SpendRangeQuery,
+    SpendReportQuery,
+    SpendSummary,
+    SpendTotal,
+    TagSpend,
+    TeamSpend,
+    UserSpend,
+    When,
+)
+from llmux.store.base import FilterValue, Page, SpendFilter
 from llmux.store.records import DailySpend, DimensionKind, Key, SpendRow, Team, User
 
-__all__ = [
-    "ActivityDay",
-    "GlobalActivity",
-    "GlobalSpend",
-    "GroupSpend",
-    "ReportDay",
-    "PageNo",
-    "Size",
-    "SpendLog",
-    "SpendLogsQuery",
-    "SpendRangeQuery",
-    "SpendReportQuery",
-    "SpendSummary",
-    "When",
-    "parse_range",
-    "parse_when",
-    "spend_scope",
-]
+# Re-exported for llmux.manage.audit, which imports them from here: importing this module there
+# also keeps the spend routes first in the route registry, so the OpenAPI document's order holds.
+__all__ = ["PageNo", "Size", "When", "parse_range"]
 
 _TAG = "Spend"
-_FETCH = 1000
-"""Rows per store page when a report needs every row of a scope."""
-_DEFAULT_DAYS = 30
-_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-_LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 _Listed = TypeVar("_Listed", Key, User, Team)
-_Total = TypeVar("_Total", bound="SpendTotal")
+_Total = TypeVar("_Total", bound=SpendTotal)
 _ENCODER = msgspec.json.Encoder()
-
-Size = Annotated[int, msgspec.Meta(ge=1, le=1000, description="Rows per page (1..1000).")]
-PageNo = Annotated[int, msgspec.Meta(ge=1, le=1_000_000, description="1-based page number.")]
-When = Annotated[
-    str | None, msgspec.Meta(description="YYYY-MM-DD (UTC day) or an ISO 8601 datetime.")
-]
-
-
-# --- wire types ---------------------------------------------------------------------------
-
-
-class SpendLogsQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Filters of `/spend/logs`; every given one must match."""
-
-    api_key: str | None = None
-    """A raw `sk-` key or its hash (`token`)."""
-    user_id: str | None = None
-    team_id: str | None = None
-    organization_id: str | None = None
-    model: str | None = None
-    """The model group the client asked for."""
-    request_id: str | None = None
-    start_date: When = None
-    end_date: When = None
-    summarize: bool = False
-    """Group the matching rows per UTC day instead of listing them."""
-    page: PageNo = 1
-    size: Size = 50
-
-
-class SpendRangeQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """A date range over the daily aggregates (default: the 30 days ending today)."""
-
-    start_date: When = None
-    end_date: When = None
-
-
-class SpendReportQuery(SpendRangeQuery, kw_only=True, forbid_unknown_fields=True):
-    """`/global/spend/report`: a date range and the dimension to group each day by."""
-
-    group_by: Literal["team", "key", "user", "model", "provider"] = "team"
-
-
-class SpendLog(msgspec.Struct, kw_only=True, tag_field="object", tag="spend_log"):
-    """One request in the ledger (LiteLLM's SpendLogs row names where they exist)."""
-
-    request_id: str
-    api_key: str | None
-    """The key's hash; null for the master key."""
-    user: str | None
-    team_id: str | None
-    organization_id: str | None
-    end_user: str | None
-    model: str | None
-    model_group: str | None
-    model_id: str | None
-    """The deployment that served the request."""
-    provider: str | None
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-    cached_tokens: int
-    reasoning_tokens: int
-    spend: float
-    startTime: datetime  # LiteLLM's field name
-    endTime: datetime
-    latency_ms: float
-    ttft_ms: float | None
-    status: Literal["success", "failure"]
-    http_status: int
-    error_code: str | None
-    request_tags: list[str]
-
-
-class SpendSummary(msgspec.Struct, kw_only=True, tag_field="object", tag="spend_summary"):
-    """One UTC day of matching rows (`summarize=true`), spend broken down like LiteLLM's."""
-
-    startTime: date  # LiteLLM's field name
-    spend: float
-    requests: int
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-    models: dict[str, float]
-    """Spend per model group."""
-    api_keys: dict[str, float]
-    """Spend per key hash."""
-    users: dict[str, float]
-    """Spend per user id."""
-
-
-class SpendTotal(msgspec.Struct, kw_only=True):
-    """Totals of one key, user, team or tag over a date range."""
-
-    spend: float
-    requests: int
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-
-
-class KeySpend(SpendTotal, kw_only=True):
-    """`/spend/keys` entry."""
-
-    api_key: str
-
-
-class UserSpend(SpendTotal, kw_only=True):
-    """`/spend/users` entry."""
-
-    user_id: str
-
-
-class TeamSpend(SpendTotal, kw_only=True):
-    """`/spend/teams` entry."""
-
-    team_id: str
-
-
-class TagSpend(SpendTotal, kw_only=True):
-    """`/spend/tags` entry (LiteLLM's tag names plus the token totals)."""
-
-    individual_request_tag: str
-    log_count: int
-    total_spend: float
-
-
-class GlobalSpend(msgspec.Struct, kw_only=True):
-    """`/global/spend`: everything ever spent; llmux has no proxy-wide budget (null)."""
-
-    spend: float
-    max_budget: float | None = None
-
-
-class GroupSpend(msgspec.Struct, kw_only=True):
-    """One group's totals within one day of `/global/spend/report`."""
-
-    group: str
-    total_spend: float
-    requests: int
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-
-
-class ReportDay(msgspec.Struct, kw_only=True):
-    """One day of `/global/spend/report`."""
-
-    group_by_day: date
-    group_by: str
-    groups: list[GroupSpend]
-
-
-class ActivityDay(msgspec.Struct, kw_only=True):
-    """One day of `/global/activity`."""
-
-    date: date
-    api_requests: int
-    total_tokens: int
-    spend: float
-    avg_latency_ms: float
-    success_rate: float
-
-
-class GlobalActivity(msgspec.Struct, kw_only=True):
-    """`/global/activity`: LiteLLM's daily series and sums, plus spend, latency, successes."""
-
-    daily_data: list[ActivityDay]
-    sum_api_requests: int
-    sum_total_tokens: int
-    sum_spend: float
-
-
-class ModelSpend(msgspec.Struct, kw_only=True):
-    """`/global/spend/models` entry."""
-
-    model: str
-    spend: float
-
-
-class ProviderSpend(msgspec.Struct, kw_only=True):
-    """`/global/spend/provider` entry."""
-
-    provider: str
-    spend: float
-
-
-# --- dates --------------------------------------------------------------------------------
-
-
-def parse_when(value: str, field: str, *, end: bool = False) -> datetime:
-    """`value` as an aware UTC instant; a bare day is its midnight (the next one when `end`).
-
-    Only 1970..8999 is accepted, so day arithmetic and every backend stay far from overflow.
-    """
-    try:
-        whole_day = len(value) == 10
-        if whole_day:
-            moment = datetime.combine(date.fromisoformat(value), time(), UTC)
-        else:
-            parsed = datetime.fromisoformat(value)
-            moment = parsed.replace(tzinfo=parsed.tzinfo or UTC).astimezone(UTC)
-    except (ValueError, OverflowError):
-        raise UnprocessableEntity(
-            f"Invalid '{field}': expected YYYY-MM-DD or an ISO 8601 datetime, got {value!r}.",
-            param=field,
-        ) from None
-    if not _EARLIEST <= moment < _LATEST:
-        raise UnprocessableEntity(
-            f"Invalid '{field}': it must fall between 1970-01-01 and 8999-12-31.", param=field
-        )
-    return moment + timedelta(days=1) if end and whole_day else moment
-
-
-def parse_range(
-    start_date: str | None, end_date: str | None
-) -> tuple[datetime | None, datetime | None]:
-    """`start_date` <= t < `end_date` as UTC instants (None: open); 422 if the end comes first."""
-    start = parse_when(start_date, "start_date") if start_date else None
-    end = parse_when(end_date, "end_date", end=True) if end_date else None
-    if start is not None and end is not None and end <= start:
-        raise UnprocessableEntity(
-            "Invalid 'end_date': it must not be before start_date.", param="end_date"
-        )
-    return start, end
-
-
-def _day_range(query: SpendRangeQuery) -> tuple[date, date]:
-    """Inclusive UTC days of a daily report."""
-    start, end = parse_range(query.start_date, query.end_date)
-    last = (end - timedelta(microseconds=1)).date() if end else datetime.now(UTC).date()
-    first = start.date() if start else last - timedelta(days=_DEFAULT_DAYS - 1)
-    return first, last
-
-
-# --- scope --------------------------------------------------------------------------------
-
-
-def spend_scope(actor: Actor) -> list[SpendFilter] | None:
-    """The rows `actor` may read, as filters any of which a row must match (None: all)."""
-    if actor.sees_all:
-        return None
-    own = SpendFilter(user_id=actor.user_id) if actor.user_id else SpendFilter(token=actor.id)
-    teams = [SpendFilter(team_id=team) for team in sorted(actor.team_admin)]
-    orgs = [SpendFilter(organization_id=org) for org in sorted(actor.org_admin)]
-    return [own, *teams, *orgs]
-
-
-def _narrow(wanted: SpendFilter, scope: SpendFilter) -> SpendFilter | None:
-    """`wanted` restricted to `scope`, or None when the two cannot both hold."""
-    merged = msgspec.structs.replace(wanted)
-    for name in ("token", "user_id", "team_id", "organization_id"):
-        limit = getattr(scope, name)
-        if limit is None:
-            continue
-        if getattr(wanted, name) not in (None, limit):
-            return None
-        setattr(merged, name, limit)
-    return merged
-
-
-def _scoped(actor: Actor, wanted: SpendFilter) -> list[SpendFilter] | None:
-    """The filters to run for `wanted` within the actor's scope (None: `wanted` as is)."""
-    scope = spend_scope(actor)
-    if scope is None:
-        return None
-    return [f for f in (_narrow(wanted, s) for s in scope) if f is not None]
-
-
-async def _every_row(store: Store, filters: SpendFilter) -> list[SpendRow]:
-    rows: list[SpendRow] = []
-    page = 1
-    while True:
-        found = await store.spend_logs(filters, page=page, size=_FETCH)
-        rows.extend(found.items)
-        if page * _FETCH >= found.total:
-            return rows
-        page += 1
-
-
-async def _rows_of(store: Store, filters: Sequence[SpendFilter]) -> list[SpendRow]:
-    """Every row matching any of `filters`, once each, newest first (the store's order)."""
-    unique: dict[str, SpendRow] = {}
-    for each in filters:
-        for row in await _every_row(store, each):
-            unique.setdefault(row.request_id, row)
-    rows = sorted(unique.values(), key=lambda row: row.request_id)
-    rows.sort(key=lambda row: row.started_at, reverse=True)
-    return rows
-
-
-async def _page_of(
-    ctx: Ctx, wanted: SpendFilter, page: int, size: int
-) -> tuple[list[SpendRow], int]:
-    """One page of the visible rows matching `wanted`, and how many match in all."""
-    filters = _scoped(ctx.actor, wanted)
-    if filters is None or len(filters) == 1:
-        found = await ctx.store.spend_logs(filters[0] if filters else wanted, page=page, size=size)
-        return found.items, found.total
-    # Overlapping scopes (a team inside an admin's organization) share rows: merge, then page.
-    rows = await _rows_of(ctx.store, filters)
-    start = (page - 1) * size
-    return rows[start : start + size], len(rows)
 
 
 # --- /spend/logs --------------------------------------------------------------------------
@@ -461,9 +170,9 @@ async def spend_logs(ctx: Ctx, query: SpendLogsQuery) -> list[SpendSummary] | we
     """
     wanted = _log_filter(query)
     if query.summarize:
-        filters = _scoped(ctx.actor, wanted)
-        return _summaries(await _rows_of(ctx.store, [wanted] if filters is None else filters))
-    rows, total = await _page_of(ctx, wanted, query.page, query.size)
+        filters = scoped(ctx.actor, wanted)
+        return _summaries(await rows_of(ctx.store, [wanted] if filters is None else filters))
+    rows, total = await page_of(ctx, wanted, query.page, query.size)
     # LiteLLM answers a bare list, so the count of all matches travels in a header.
     return web.Response(
         body=_ENCODER.encode([_spend_log(row) for row in rows]),
@@ -549,9 +258,11 @@ async def _all(ctx: Ctx, cls: type[_Listed], filters: Mapping[str, FilterValue])
     found: list[_Listed] = []
     page = 1
     while True:
-        listing: Page[_Listed] = await ctx.store.list(cls, filters=filters, page=page, size=_FETCH)
+        listing: Page[_Listed] = await ctx.store.list(
+            cls, filters=filters, page=page, size=FETCH_PAGE
+        )
         found.extend(listing.items)
-        if page * _FETCH >= listing.total:
+        if page * FETCH_PAGE >= listing.total:
             return found
         page += 1
 
@@ -559,7 +270,7 @@ async def _all(ctx: Ctx, cls: type[_Listed], filters: Mapping[str, FilterValue])
 async def _totals(
     ctx: Ctx, kind: DimensionKind, query: SpendRangeQuery, values: list[str] | None
 ) -> dict[str, _Sum]:
-    first, last = _day_range(query)
+    first, last = day_range(query)
     if values is not None and not values:
         return {}
     return _sum_daily(await ctx.store.daily_spend(kind, start=first, end=last, values=values))
@@ -629,14 +340,14 @@ async def spend_tags(ctx: Ctx, query: SpendRangeQuery) -> list[TagSpend]:
 async def _tag_sums_in(
     ctx: Ctx, query: SpendRangeQuery, scope: list[SpendFilter]
 ) -> dict[str, _Sum]:
-    first, last = _day_range(query)
+    first, last = day_range(query)
     window = SpendFilter(
         start=datetime.combine(first, time(), UTC),
         end=datetime.combine(last + timedelta(days=1), time(), UTC),
     )
-    filters = [f for f in (_narrow(window, s) for s in scope) if f is not None]
+    filters = [f for f in (narrow(window, s) for s in scope) if f is not None]
     sums: dict[str, _Sum] = defaultdict(_Sum)
-    for row in await _rows_of(ctx.store, filters):
+    for row in await rows_of(ctx.store, filters):
         for tag in dict.fromkeys(row.tags):
             sums[tag].add(row.cost, 1, row.input_tokens, row.output_tokens)
     return dict(sorted(sums.items(), key=lambda item: (-item[1].spend, item[0])))
@@ -664,7 +375,7 @@ async def global_spend(ctx: Ctx, _: None) -> GlobalSpend:
 async def global_spend_report(ctx: Ctx, query: SpendReportQuery) -> list[ReportDay]:
     """Per UTC day, each group's totals, biggest spender first (admins only)."""
     _require_admin_reader(ctx.actor)
-    first, last = _day_range(query)
+    first, last = day_range(query)
     by_day: dict[date, list[DailySpend]] = defaultdict(list)
     # Each group_by value names its daily-aggregate dimension.
     for agg in await ctx.store.daily_spend(query.group_by, start=first, end=last):
@@ -696,7 +407,7 @@ def _groups(aggregates: list[DailySpend]) -> list[GroupSpend]:
 async def global_activity(ctx: Ctx, query: SpendRangeQuery) -> GlobalActivity:
     """The proxy's daily activity, summed over models (every row has one; admins only)."""
     _require_admin_reader(ctx.actor)
-    first, last = _day_range(query)
+    first, last = day_range(query)
     days: dict[date, list[DailySpend]] = defaultdict(list)
     # The gateway writes every row with its model group, so the "model" aggregates of a day
     # partition that day's rows: summing them counts each request once.
