@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 from llmux.governance.keys import hash_key
 from llmux.serve import Gateway
 from llmux.store.records import Key
+from tests.governance._outage import TcpProxy
 from tests.helpers.edge import eventually_async
 from tests.helpers.gateway import running_gateway
 from tests.helpers.governance import (
@@ -173,3 +174,35 @@ async def test_budget_reset_on_a_frees_the_key_on_b(pair: tuple[Gateway, Gateway
         return (await chat(b, key, "smart", max_tokens=10)).status == 200
 
     assert await eventually_async(served_on_b, within=1.0)
+
+
+async def _through_cut_redis(
+    upstream: FakeUpstream, redis_prefix: str, pg_schema: str, *, fail_open: bool
+) -> int:
+    """The status of a governed call (limits and a budget) made while Redis is unreachable."""
+    relay = TcpProxy("127.0.0.1", 6379)
+    await relay.start()
+    config = distributed_config(upstream.url, redis_prefix=redis_prefix, pg_schema=pg_schema)
+    config = config.replace("redis://127.0.0.1:6379/0", f"redis://127.0.0.1:{relay.port}/0")
+    config += f"governance:\n  rate_limits:\n    fail_open: {str(fail_open).lower()}\n"
+    try:
+        async with running_gateway(config) as gateway:
+            key = await add_key(gateway, rpm_limit=100, max_budget=5.0)
+            await relay.cut()
+            return (await chat(gateway, key)).status
+    finally:
+        await relay.close()
+
+
+async def test_redis_down_fails_open_for_limits_and_budgets(
+    upstream: FakeUpstream, redis_prefix: str, pg_schema: str
+) -> None:
+    """With `fail_open: true` a governed call is served while Redis is unreachable."""
+    assert await _through_cut_redis(upstream, redis_prefix, pg_schema, fail_open=True) == 200
+
+
+async def test_redis_down_fails_closed_with_503(
+    upstream: FakeUpstream, redis_prefix: str, pg_schema: str
+) -> None:
+    """With `fail_open: false` a governed call is refused with 503 while Redis is down."""
+    assert await _through_cut_redis(upstream, redis_prefix, pg_schema, fail_open=False) == 503

@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import msgspec
+from redis.exceptions import RedisError
 
-from llmux.errors import BudgetExceeded, PermissionDenied, RateLimited
+from llmux.errors import BudgetExceeded, PermissionDenied, RateLimited, ServiceUnavailable
 from llmux.governance.budgets import BudgetLedger, BudgetLine, Hold, SoftBudgetCrossing
 from llmux.governance.costing import Costing
 from llmux.governance.durations import next_reset, parse_duration
@@ -101,9 +102,11 @@ class Gate:
         metrics: Metrics,
         *,
         calendar_aligned: bool = False,
+        fail_open: bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.resolver = resolver
+        self._fail_open = fail_open
         self._limiter = limiter
         self._ledger = ledger
         self._writer = writer
@@ -157,7 +160,22 @@ class Gate:
                 self._metrics.observe_budget_rejection(refusal.level)
                 self._release(admission)
                 raise
+            except (RedisError, OSError) as error:
+                self._budgets_unavailable(admission, error)
         return admission
+
+    def _budgets_unavailable(self, admission: Admission, error: Exception) -> None:
+        """Redis cannot hold the reservation: go on unchecked (fail open) or refuse with 503."""
+        self._metrics.observe_redis_error("budget")
+        get_logger().warning(
+            "budget_check_unavailable", error=str(error), fail_open=self._fail_open
+        )
+        if self._fail_open:
+            return
+        self._release(admission)
+        raise ServiceUnavailable(
+            "Budgets cannot be checked: Redis is unavailable.", code="budget_ledger_unavailable"
+        ) from error
 
     async def _end_user(self, admission: Admission) -> EndUser | None:
         if admission.end_user is None or self.resolver is None:

@@ -114,6 +114,7 @@ class Governance:
             self.writer,
             metrics,
             calendar_aligned=governance.budgets.calendar_aligned,
+            fail_open=governance.rate_limits.fail_open,
         )
         self._resets: asyncio.Task[None] | None = None
 

@@ -18,9 +18,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from llmux.governance.budgets import BudgetLedger, BudgetLine
 from llmux.governance.keycache import KeyCache
 from llmux.governance.limits import Limit
+from llmux.log import get_logger
 from llmux.store.base import E, Store, StoreUnavailable
 from llmux.store.records import (
     Budget,
@@ -252,10 +255,18 @@ class TenancyResolver:
         if built is not None and built[0] is key and self._clock() - built[2] < self._ttl:
             return built[1]
         tenancy = await self._build(key)
-        for line, spent in tenancy.spent.items():
-            await self._ledger.seed(line, spent)
+        await self._seed(tenancy)
         self._built[token] = (key, tenancy, self._clock())
         return tenancy
+
+    async def _seed(self, tenancy: Tenancy) -> None:
+        """Load persisted spend into the ledger; best effort: while Redis is down the counters
+        keep what they had (they only ever keep the larger of stored and counted spend)."""
+        try:
+            for line, spent in tenancy.spent.items():
+                await self._ledger.seed(line, spent)
+        except (RedisError, OSError) as error:
+            get_logger().warning("budget_seed_failed", error=str(error))
 
     def invalidate_all(self) -> None:
         """Rebuild every tenancy on next use (an entity above some key changed)."""
