@@ -17,10 +17,12 @@ from llmux.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    ServiceUnavailable,
     UpstreamError,
 )
 from llmux.frontdoor.messages import anthropic_error_body
 from llmux.log import get_logger
+from llmux.store.base import StoreUnavailable
 from llmux.wire.openai import error_body
 
 __all__ = ["errors_middleware", "render_error"]
@@ -72,6 +74,12 @@ def errors_middleware() -> Middleware:
             return response
         except LlmuxError as error:
             return render_error(error, anthropic=_speaks_anthropic(request))
+        except StoreUnavailable:
+            # A store outage is the server's, and passing: 503 so clients retry, never a 500.
+            unavailable = ServiceUnavailable(
+                "The gateway's store is unreachable; retry shortly.", code="store_unavailable"
+            )
+            return render_error(unavailable, anthropic=_speaks_anthropic(request))
         except web.HTTPException as exc:
             mapped = from_http_exception(request, exc)
             return render_error(mapped, anthropic=_speaks_anthropic(request))

@@ -1,0 +1,78 @@
+"""A store outage at the network edge: 503 `store_unavailable` (never a 500), then recovery.
+
+The Postgres store sits behind a TCP proxy the test cuts and resumes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type hints
+import pytest
+
+from llmux.serve import Gateway
+from tests.governance._outage import PG_URL, TcpProxy
+from tests.helpers.edge import raw_request
+from tests.helpers.gateway import running_gateway, upstream_config
+
+MASTER = "sk-outage-master"
+
+
+@pytest.fixture
+async def behind_proxy() -> AsyncIterator[tuple[Gateway, TcpProxy]]:
+    """A gateway whose Postgres store is reached through a proxy; the schema dropped after."""
+    schema = f"llmux_outage_{uuid.uuid4().hex[:12]}"
+    relay = TcpProxy("127.0.0.1", 5432)
+    await relay.start()
+    store = f"postgresql://postgres@127.0.0.1:{relay.port}/postgres?schema={schema}"
+    extra = f"store: {{url: '{store}'}}\nauth: {{master_key: {MASTER}}}\n"
+    try:
+        async with running_gateway(upstream_config("http://127.0.0.1:9/v1", extra=extra)) as gw:
+            yield gw, relay
+    finally:
+        await relay.close()
+        connection = await asyncpg.connect(PG_URL)
+        try:
+            await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await connection.close()
+
+
+async def _admin(gateway: Gateway, path: str) -> tuple[int, object]:
+    reply = await raw_request(
+        "GET",
+        f"http://127.0.0.1:{gateway.admin_port}{path}",
+        headers={"Authorization": f"Bearer {MASTER}"},
+    )
+    return reply.status, reply.json
+
+
+async def test_admin_call_during_a_store_outage_is_503(
+    behind_proxy: tuple[Gateway, TcpProxy],
+) -> None:
+    """An admin read while Postgres is down answers 503 store_unavailable, then works again."""
+    gateway, relay = behind_proxy
+    assert (await _admin(gateway, "/key/list"))[0] == 200
+    await relay.cut()
+    status, body = await _admin(gateway, "/key/list")
+    assert status == 503
+    assert isinstance(body, dict)
+    assert body["error"]["code"] == "store_unavailable"
+    await relay.resume()
+    assert (await _admin(gateway, "/key/list"))[0] == 200
+
+
+async def test_stored_response_read_during_a_store_outage_is_503(
+    behind_proxy: tuple[Gateway, TcpProxy],
+) -> None:
+    """GET /v1/responses/{id} while Postgres is down answers 503, not 500."""
+    gateway, relay = behind_proxy
+    await relay.cut()
+    reply = await raw_request(
+        "GET",
+        f"http://127.0.0.1:{gateway.port}/v1/responses/resp_missing",
+        headers={"Authorization": f"Bearer {MASTER}"},
+    )
+    assert reply.status == 503
+    assert reply.json["error"]["code"] == "store_unavailable"
