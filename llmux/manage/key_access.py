@@ -20,14 +20,13 @@ from llmux.manage.access import (
     manages_team,
     require,
     sees_key,
-    sees_org,
-    sees_team,
     sees_user,
 )
 from llmux.manage.actor import Actor
+from llmux.manage.lookups import visible_org, visible_team
 from llmux.manage.routes import Ctx
 from llmux.store.base import Store
-from llmux.store.records import Budget, Key, Organization, Team, TeamMembership, User
+from llmux.store.records import Budget, Key, Team, TeamMembership, User
 
 __all__ = [
     "PLACEMENT",
@@ -111,7 +110,7 @@ async def place(ctx: Ctx, placement: dict[str, Any]) -> dict[str, Any]:
     """Check the caller may put a key under this team, user and organization; the placement
     with the organization filled in from the team."""
     team_id, user_id, org_id = (placement[name] for name in PLACEMENT)
-    team = None if team_id is None else await _visible_team(ctx, team_id)
+    team = None if team_id is None else await visible_team(ctx, team_id)
     if team is not None and team.organization_id is not None:
         if org_id not in (None, team.organization_id):
             raise InvalidRequest(
@@ -120,7 +119,7 @@ async def place(ctx: Ctx, placement: dict[str, Any]) -> dict[str, Any]:
             )
         org_id = team.organization_id
     if org_id is not None:
-        await _visible_org(ctx, org_id)
+        await visible_org(ctx, org_id)
     if user_id is not None:
         await _visible_owner(ctx, user_id, team)
     require(_may_place(ctx.actor, team, user_id, org_id), _placement_right(team, org_id))
@@ -144,22 +143,6 @@ def _placement_right(team: Team | None, org_id: str | None) -> str:
     if org_id is not None:
         return f"org_admin rights in organization '{org_id}'"
     return "proxy_admin rights to create a key for another user"
-
-
-async def _visible_team(ctx: Ctx, team_id: str) -> Team:
-    """The team, or 404 when it is missing or not visible to the caller."""
-    team = await ctx.store.get(Team, team_id)
-    if team is None or not sees_team(ctx.actor, team):
-        raise hidden("team", team_id)
-    return team
-
-
-async def _visible_org(ctx: Ctx, organization_id: str) -> Organization:
-    """The organization, or 404 when it is missing or not visible to the caller."""
-    org = await ctx.store.get(Organization, organization_id)
-    if org is None or not sees_org(ctx.actor, org):
-        raise hidden("organization", organization_id)
-    return org
 
 
 async def _visible_owner(ctx: Ctx, user_id: str, team: Team | None) -> User:

@@ -27,8 +27,9 @@ from llmux.manage.budgets import (
     new_id,
     require_budget,
 )
+from llmux.manage.lookups import visible_org
 from llmux.manage.routes import Ctx, endpoint
-from llmux.manage.teams import ensure_user, find_user, require_who, visible_org
+from llmux.manage.teams import ensure_user, find_user, require_who
 from llmux.store.base import AlreadyExists
 from llmux.store.records import Key, Organization, OrgMembership, OrgRole, Team, User
 

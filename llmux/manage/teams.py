@@ -23,7 +23,6 @@ from llmux.manage.access import (
     manages_team,
     require,
     sees_key,
-    sees_org,
     sees_team,
 )
 from llmux.manage.actor import Actor
@@ -34,6 +33,7 @@ from llmux.manage.budgets import (
     new_id,
     require_budget,
 )
+from llmux.manage.lookups import visible_org, visible_team
 from llmux.manage.routes import Ctx, endpoint
 from llmux.manage.teams_wire import (
     MemberAddRequest,
@@ -54,9 +54,9 @@ from llmux.manage.teams_wire import (
     UpdateTeamRequest,
 )
 from llmux.store.base import AlreadyExists
-from llmux.store.records import Key, Organization, Team, TeamMembership, User
+from llmux.store.records import Key, Team, TeamMembership, User
 
-__all__ = ["ensure_user", "find_user", "require_who", "visible_org"]
+__all__ = ["ensure_user", "find_user", "require_who"]
 
 _TEAM_ADMIN_FIELDS: Final = frozenset({"team_alias", "metadata", "tags"})
 """Fields a team's own admins may change; the rest (limits, budgets, models, organization)
@@ -106,22 +106,7 @@ async def ensure_user(
     return user
 
 
-async def visible_org(ctx: Ctx, organization_id: str) -> Organization:
-    """The organization, or the 404 of a missing one when the actor may not see it."""
-    org = await ctx.store.get(Organization, organization_id)
-    if org is None or not sees_org(ctx.actor, org):
-        raise hidden("organization", organization_id)
-    return org
-
-
 # --- access -----------------------------------------------------------------------------------
-
-
-async def _visible(ctx: Ctx, team_id: str) -> Team:
-    team = await ctx.store.get(Team, team_id)
-    if team is None or not sees_team(ctx.actor, team):
-        raise hidden("team", team_id)
-    return team
 
 
 def _governs(actor: Actor, team: Team) -> bool:
@@ -202,7 +187,7 @@ async def new_team(ctx: Ctx, body: NewTeamRequest) -> TeamView:
 )
 async def update_team(ctx: Ctx, body: UpdateTeamRequest) -> TeamUpdateResponse:
     """Apply the given fields; limits and the organization need the team's org_admin."""
-    team = await _visible(ctx, body.team_id)
+    team = await visible_team(ctx, body.team_id)
     changes = given(body, leave=("team_id",))
     _require_manages(ctx.actor, team)
     if not changes.keys() <= _TEAM_ADMIN_FIELDS:
@@ -267,7 +252,7 @@ async def _delete_team(ctx: Ctx, team: Team) -> bool:
 )
 async def team_info(ctx: Ctx, query: TeamQuery) -> TeamInfoResponse:
     """The team, its memberships, and its keys that the actor may see."""
-    team = await _visible(ctx, query.team_id)
+    team = await visible_team(ctx, query.team_id)
     keys = await list_all(ctx.store, Key, {"team_id": team.team_id})
     return TeamInfoResponse(
         team_id=team.team_id,
@@ -325,7 +310,7 @@ async def unblock_team(ctx: Ctx, body: TeamIdRequest) -> TeamView:
 
 
 async def _set_blocked(ctx: Ctx, team_id: str, *, blocked: bool) -> TeamView:
-    team = await _visible(ctx, team_id)
+    team = await visible_team(ctx, team_id)
     _require_governs(ctx.actor, team)
     action = "block" if blocked else "unblock"
     return await _view(ctx, await _update(ctx, team_id, {"blocked": blocked}, action))
@@ -345,7 +330,7 @@ async def _set_blocked(ctx: Ctx, team_id: str, *, blocked: bool) -> TeamView:
 )
 async def add_members(ctx: Ctx, body: MemberAddRequest) -> MemberAddResponse:
     """Add one or more members; 409 (and no change) when one of them is already in the team."""
-    team = await _visible(ctx, body.team_id)
+    team = await visible_team(ctx, body.team_id)
     _require_manages(ctx.actor, team)
     members = body.member if isinstance(body.member, list) else [body.member]
     for index, member in enumerate(members):
@@ -423,7 +408,7 @@ async def _member_of(ctx: Ctx, team: Team, user_id: str | None, email: str | Non
 async def update_member(ctx: Ctx, body: MemberUpdateRequest) -> TeamMembership:
     """Change the member's role and/or `max_budget_in_team`; 404 for a non-member."""
     require_who(body.user_id, body.user_email)
-    team = await _visible(ctx, body.team_id)
+    team = await visible_team(ctx, body.team_id)
     _require_manages(ctx.actor, team)
     user_id = await _member_of(ctx, team, body.user_id, body.user_email)
     changes = given(body, leave=("team_id", "user_id", "user_email"))
@@ -449,7 +434,7 @@ async def update_member(ctx: Ctx, body: MemberUpdateRequest) -> TeamMembership:
 async def delete_member(ctx: Ctx, body: MemberDeleteRequest) -> TeamView:
     """Remove the member; a user who is not (or no longer) a member changes nothing."""
     require_who(body.user_id, body.user_email)
-    team = await _visible(ctx, body.team_id)
+    team = await visible_team(ctx, body.team_id)
     _require_manages(ctx.actor, team)
     user = await find_user(ctx, body.user_id, body.user_email)
     if user is not None and await _remove_member(ctx, team.team_id, user.user_id):

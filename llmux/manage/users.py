@@ -25,7 +25,6 @@ from llmux.manage.access import (
     manages_user,
     require,
     sees_key,
-    sees_org,
     sees_team,
     sees_user,
 )
@@ -40,6 +39,7 @@ from llmux.manage.keys_common import (
     parse_field_duration,
 )
 from llmux.manage.keys_wire import GeneratedKey
+from llmux.manage.lookups import visible_org, visible_team
 from llmux.manage.routes import Ctx, endpoint
 from llmux.manage.users_wire import (
     DeletedUsers,
@@ -57,7 +57,6 @@ from llmux.manage.users_wire import (
 from llmux.store.base import AlreadyExists, FilterValue
 from llmux.store.records import (
     Key,
-    Organization,
     OrgMembership,
     Team,
     TeamMembership,
@@ -245,9 +244,7 @@ async def _require_user_admin(ctx: Ctx, organization_id: str | None, role: UserR
     """403 unless the caller may put a user with `role` in `organization_id` (404: no such org)."""
     actor = ctx.actor
     if organization_id is not None:
-        org = await ctx.store.get(Organization, organization_id)
-        if org is None or not sees_org(actor, org):
-            raise hidden("organization", organization_id)
+        await visible_org(ctx, organization_id)
     if actor.is_admin:
         return
     require(
@@ -271,9 +268,7 @@ def _requested_teams(teams: list[str | UserTeam]) -> list[UserTeam]:
 
 async def _joinable(ctx: Ctx, team: UserTeam) -> UserTeam:
     """`team` if the caller manages it; 404 if invisible, 403 if not managed."""
-    found = await ctx.store.get(Team, team.team_id)
-    if found is None or not sees_team(ctx.actor, found):
-        raise hidden("team", team.team_id)
+    found = await visible_team(ctx, team.team_id)
     require(manages_team(ctx.actor, found), f"admin rights in team '{team.team_id}'")
     return team
 

@@ -15,7 +15,7 @@ import msgspec
 from llmux.errors import LlmuxError, UpstreamError
 from llmux.types import Endpoint, PreparedRequest, RawBody, Usage
 
-__all__ = ["Call", "Provider", "StreamDecoder", "Target"]
+__all__ = ["Call", "HeldError", "Provider", "StreamDecoder", "Target"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +54,31 @@ class Target:
     """Output cap sent when the client gives none (Anthropic requires one)."""
     thinking_budget: int | None = None
     """Token budget for extended thinking when the client asks for reasoning; None = off."""
+
+
+class HeldError:
+    """An upstream error found after some frames of the same read were already translated.
+
+    Those frames must still reach the client (a truncated stream would skip events), so the
+    error is held and raised by the decoder's next `feed` or `finish`.
+    """
+
+    __slots__ = ("_error",)
+
+    def __init__(self) -> None:
+        self._error: LlmuxError | None = None
+
+    def hold(self, error: LlmuxError, frames: list[bytes]) -> None:
+        """Raise `error` now when no frame is waiting, else keep it for `release`."""
+        if not frames:
+            raise error
+        self._error = error
+
+    def release(self) -> None:
+        """Raise the held error, if any (once)."""
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
 
 
 class StreamDecoder(Protocol):

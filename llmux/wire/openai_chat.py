@@ -83,6 +83,11 @@ class ExtraContent(msgspec.Struct):
 
     google: GoogleExtra | None = None
 
+    @property
+    def signature(self) -> str | None:
+        """Gemini's thought signature, if any (it must come back with the tool call)."""
+        return self.google.thought_signature if self.google is not None else None
+
 
 class ToolCall(msgspec.Struct):
     """One tool call in an assistant message."""

@@ -22,9 +22,9 @@ from llmux.frontdoor.messages.ids import join_signature
 from llmux.providers.base import Call
 from llmux.types import Usage
 from llmux.wire.openai import encode
+from llmux.wire.openai_chat import ExtraContent
 
 __all__ = [
-    "ExtraContent",
     "message_id",
     "stop_reason",
     "to_message",
@@ -45,21 +45,6 @@ _STOP_REASONS: Final = {
 class _Function(msgspec.Struct):
     name: str = ""
     arguments: str = ""
-
-
-class _Google(msgspec.Struct):
-    thought_signature: str | None = None
-
-
-class ExtraContent(msgspec.Struct):
-    """`extra_content` of a tool call: Gemini's thought signature rides there."""
-
-    google: _Google | None = None
-
-    @property
-    def signature(self) -> str | None:
-        """The Gemini thought signature, if any."""
-        return self.google.thought_signature if self.google is not None else None
 
 
 class _ToolCall(msgspec.Struct):

@@ -19,7 +19,6 @@ import msgspec
 from llmux.errors import LlmuxError, UpstreamProtocolError
 from llmux.frontdoor.messages.errors import error_event
 from llmux.frontdoor.messages.response import (
-    ExtraContent,
     message_id,
     stop_reason,
     tool_use_id,
@@ -28,6 +27,7 @@ from llmux.frontdoor.messages.response import (
 from llmux.providers.base import Call, StreamDecoder
 from llmux.sse import SSEEvent, SSEParser, named_frame
 from llmux.types import Usage
+from llmux.wire.chat_chunks import ChunkChoice, FunctionDelta, ToolDelta, chunk_decoder
 from llmux.wire.openai import encode
 
 __all__ = ["MessagesStream"]
@@ -37,38 +37,6 @@ _THINKING: Final = "thinking"
 _TOOL: Final = "tool_use"
 _PING: Final = named_frame("ping", b'{"type":"ping"}')
 _MESSAGE_STOP: Final = named_frame("message_stop", b'{"type":"message_stop"}')
-
-
-class _FunctionDelta(msgspec.Struct):
-    name: str | None = None
-    arguments: str | None = None
-
-
-class _ToolDelta(msgspec.Struct):
-    index: int = 0
-    id: str | None = None
-    function: _FunctionDelta | None = None
-    extra_content: ExtraContent | None = None
-
-
-class _Delta(msgspec.Struct):
-    content: str | None = None
-    reasoning_content: str | None = None
-    reasoning: str | None = None
-    refusal: str | None = None
-    tool_calls: list[_ToolDelta] | None = None
-
-
-class _Choice(msgspec.Struct):
-    delta: _Delta | None = None
-    finish_reason: str | None = None
-
-
-class _Chunk(msgspec.Struct):
-    choices: list[_Choice] = []
-
-
-_chunk_decoder = msgspec.json.Decoder(_Chunk)
 
 
 def _event(kind: str, payload: dict[str, Any]) -> bytes:
@@ -145,7 +113,7 @@ class MessagesStream:
             if event.data.startswith(b"[DONE]"):
                 continue
             try:
-                chunk = _chunk_decoder.decode(event.data)
+                chunk = chunk_decoder.decode(event.data)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 raise UpstreamProtocolError(f"invalid chat chunk from the codec: {exc}") from None
             if not self._started:
@@ -168,7 +136,7 @@ class MessagesStream:
         }
         return [_event("message_start", {"message": message}), _PING]
 
-    def _choice(self, choice: _Choice) -> list[bytes]:
+    def _choice(self, choice: ChunkChoice) -> list[bytes]:
         if choice.finish_reason:
             self._finish_reason = choice.finish_reason
         delta = choice.delta
@@ -197,8 +165,8 @@ class MessagesStream:
         frames.append(self._delta({"type": delta_type, field: text}))
         return frames
 
-    def _tool(self, tool: _ToolDelta) -> list[bytes]:
-        function = tool.function or _FunctionDelta()
+    def _tool(self, tool: ToolDelta) -> list[bytes]:
+        function = tool.function or FunctionDelta()
         frames: list[bytes] = []
         block = self._tool_blocks.get(tool.index)
         # A new id at a known index is a new call: some servers number every call 0.

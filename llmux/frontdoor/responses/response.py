@@ -223,14 +223,11 @@ def _output(call: Call, message: _Message, status: str) -> list[dict[str, Any]]:
         item = item_id(call, "message", len(output))
         output.append(message_item(item, parts or [text_part("")], status))
     for tool in message.tool_calls or ():
-        item = function_call_id(call, len(output), _signature(tool.extra_content))
+        item = function_call_id(
+            call, len(output), tool.extra_content.signature if tool.extra_content else None
+        )
         function = tool.function
         output.append(
             function_call_item(item, tool.id, function.name, function.arguments, "completed")
         )
     return output
-
-
-def _signature(extra: ExtraContent | None) -> str | None:
-    google = extra.google if extra is not None else None
-    return google.thought_signature if google is not None else None

@@ -32,11 +32,11 @@ from llmux.frontdoor.responses.response import (
     status_of,
     text_part,
 )
-from llmux.providers.base import Call, StreamDecoder
+from llmux.providers.base import Call, HeldError, StreamDecoder
 from llmux.sse import SSEParser, named_frame
 from llmux.types import Usage
+from llmux.wire.chat_chunks import ChunkDelta, ChunkError, ToolDelta, chunk_decoder
 from llmux.wire.openai import encode
-from llmux.wire.openai_chat import ExtraContent
 
 __all__ = ["ResponsesStream"]
 
@@ -44,45 +44,6 @@ _DONE: Final = b"[DONE]"
 _TEXT: Final = "output_text"
 _REFUSAL: Final = "refusal"
 
-
-class _FunctionDelta(msgspec.Struct):
-    name: str | None = None
-    arguments: str | None = None
-
-
-class _ToolDelta(msgspec.Struct):
-    index: int = 0
-    id: str | None = None
-    function: _FunctionDelta | None = None
-    extra_content: ExtraContent | None = None
-
-
-class _Delta(msgspec.Struct):
-    content: str | None = None
-    refusal: str | None = None
-    reasoning_content: str | None = None
-    reasoning: str | None = None
-    tool_calls: list[_ToolDelta] | None = None
-
-
-class _ChoiceDelta(msgspec.Struct):
-    delta: _Delta | None = None
-    finish_reason: str | None = None
-
-
-class _ErrorDetail(msgspec.Struct):
-    message: str = "the upstream stream failed"
-    type: str | None = None
-    param: str | None = None
-    code: str | int | None = None
-
-
-class _Chunk(msgspec.Struct):
-    choices: list[_ChoiceDelta] = []
-    error: _ErrorDetail | None = None
-
-
-_chunk_decoder = msgspec.json.Decoder(_Chunk)
 
 _Added = Callable[[str], dict[str, Any]]
 """Builds an output item, as `response.output_item.added` shows it, from its id."""
@@ -125,7 +86,7 @@ class ResponsesStream:
         "_item",
         "_output",
         "_parser",
-        "_pending",
+        "_held",
         "_sequence",
         "_started",
         "final_response",
@@ -143,25 +104,25 @@ class ResponsesStream:
         self._output: list[dict[str, Any]] = []
         self._closed_tools: set[int] = set()
         self._finish_reason: str | None = None
-        self._pending: LlmuxError | None = None
+        self._held = HeldError()
         self.usage: Usage | None = None
         self.final_response: bytes | None = None
         """The full Response (as in `response.completed`) once the stream ended normally."""
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """Feed upstream bytes to the chat codec and translate the chunks it produced."""
-        self._raise_pending()
+        self._held.release()
         frames = self._inner.feed(chunk)
         self.usage = self._inner.usage
         return self._translate(frames)
 
     def finish(self) -> list[bytes]:
         """Close the open item and end with `response.completed` or `response.incomplete`."""
-        self._raise_pending()
+        self._held.release()
         frames = self._inner.finish()
         self.usage = self._inner.usage
         out = self._translate(frames, final=True)
-        self._raise_pending()
+        self._held.release()
         self._close(out)
         return out
 
@@ -184,24 +145,16 @@ class ResponsesStream:
             for event in events:
                 self._chunk(event.data, out)
         except LlmuxError as error:
-            if not out:
-                raise
-            # Events translated before the error (response.created among them) must still
-            # reach the client, or the sequence numbers it sees would skip; the error is
-            # raised on the next call.
-            self._pending = error
+            # Events translated before it (response.created among them) go out first, or the
+            # sequence numbers the client sees would skip.
+            self._held.hold(error, out)
         return out
-
-    def _raise_pending(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            raise pending
 
     def _chunk(self, data: bytes, out: list[bytes]) -> None:
         if data.strip() == _DONE:
             return
         try:
-            chunk = _chunk_decoder.decode(data)
+            chunk = chunk_decoder.decode(data)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise UpstreamProtocolError(f"unreadable chat chunk in the stream: {exc}") from None
         if chunk.error is not None:
@@ -212,7 +165,7 @@ class ResponsesStream:
             if choice.finish_reason is not None:
                 self._finish_reason = choice.finish_reason
 
-    def _delta(self, delta: _Delta, out: list[bytes]) -> None:
+    def _delta(self, delta: ChunkDelta, out: list[bytes]) -> None:
         reasoning = delta.reasoning_content or delta.reasoning
         if reasoning:
             self._reasoning(reasoning, out)
@@ -257,7 +210,7 @@ class ResponsesStream:
             self._emit(out, "response.content_part.added", self._in_part(item, part=part))
         return item
 
-    def _tool(self, tool: _ToolDelta, out: list[bytes]) -> None:
+    def _tool(self, tool: ToolDelta, out: list[bytes]) -> None:
         item = self._item
         if item is None or item.kind != "function_call" or item.tool_index != tool.index:
             item = self._open_call(tool, out)
@@ -268,7 +221,7 @@ class ResponsesStream:
                 out, "response.function_call_arguments.delta", self._in_item(item, delta=arguments)
             )
 
-    def _open_call(self, tool: _ToolDelta, out: list[bytes]) -> _Item:
+    def _open_call(self, tool: ToolDelta, out: list[bytes]) -> _Item:
         if tool.index in self._closed_tools:
             raise UpstreamProtocolError("a tool call's arguments resumed after the next call began")
         name = tool.function.name if tool.function is not None else None
@@ -390,7 +343,7 @@ def _empty_reasoning(item: str) -> dict[str, Any]:
     return reasoning_item(item, None)
 
 
-def _upstream_error(detail: _ErrorDetail) -> UpstreamError:
+def _upstream_error(detail: ChunkError) -> UpstreamError:
     code = str(detail.code) if detail.code is not None else None
     return UpstreamError(detail.message, error_type=detail.type, param=detail.param, code=code)
 

@@ -18,7 +18,7 @@ from llmux.errors import LlmuxError, UpstreamError, UpstreamProtocolError
 from llmux.providers.anthropic.errors import anthropic_error_body, error_from_detail
 from llmux.providers.anthropic.request import DEFAULT_VERSION
 from llmux.providers.anthropic.response import to_usage
-from llmux.providers.base import Call, Target
+from llmux.providers.base import Call, HeldError, Target
 from llmux.sse import SSEParser, named_frame
 from llmux.types import Endpoint, PreparedRequest, Usage
 from llmux.wire import anthropic as wire
@@ -83,33 +83,30 @@ def decode(call: Call, body: bytes) -> tuple[bytes, Usage | None]:
 class PassthroughStream:
     """Relays one Anthropic event stream to a Messages client; not thread-safe."""
 
-    __slots__ = ("_call", "_done", "_parser", "_pending", "_usage", "usage")
+    __slots__ = ("_call", "_done", "_held", "_parser", "_usage", "usage")
 
     def __init__(self, call: Call) -> None:
         self._call = call
         self._parser = SSEParser()
         self._usage = wire.Usage()
         self._done = False
-        self._pending: UpstreamError | None = None
+        self._held = HeldError()
         self.usage: Usage | None = None
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """Relay every complete event in `chunk`."""
-        self._raise_pending()
+        self._held.release()
         frames: list[bytes] = []
         try:
             for event in self._parser.feed(chunk):
                 frames.append(self._relay(event.event, event.data))
         except UpstreamError as error:
-            if not frames:
-                raise
-            # Events relayed before the error in the same read still reach the client.
-            self._pending = error
+            self._held.hold(error, frames)
         return frames
 
     def finish(self) -> list[bytes]:
         """Relay a final unterminated event; a protocol error when message_stop never came."""
-        self._raise_pending()
+        self._held.release()
         frames = [self._relay(event.event, event.data) for event in self._parser.flush()]
         if not self._done:
             raise UpstreamProtocolError("upstream stream ended before message_stop")
@@ -118,11 +115,6 @@ class PassthroughStream:
     def error_frame(self, error: LlmuxError) -> bytes:
         """Anthropic's `error` event."""
         return named_frame("error", anthropic_error_body(error))
-
-    def _raise_pending(self) -> None:
-        if self._pending is not None:
-            error, self._pending = self._pending, None
-            raise error
 
     def _relay(self, name: str | None, data: bytes) -> bytes:
         try:

@@ -17,7 +17,7 @@ from llmux.errors import LlmuxError, UpstreamError, UpstreamProtocolError
 from llmux.providers.anthropic.errors import error_from_detail
 from llmux.providers.anthropic.request import JSON_TOOL, json_mode
 from llmux.providers.anthropic.response import finish_reason, to_usage
-from llmux.providers.base import Call
+from llmux.providers.base import Call, HeldError
 from llmux.providers.chat_out import ChunkWriter
 from llmux.providers.openai import stream_error_payload
 from llmux.sse import SSEParser, data_frame
@@ -41,7 +41,7 @@ class AnthropicStream:
         "_done",
         "_json_mode",
         "_parser",
-        "_pending",
+        "_held",
         "_stop_reason",
         "_tools",
         "_usage",
@@ -59,12 +59,12 @@ class AnthropicStream:
         self._usage = wire.Usage()
         self._stop_reason: str | None = None
         self._done = False
-        self._pending: UpstreamError | None = None
+        self._held = HeldError()
         self.usage: Usage | None = None
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """Translate every complete event in `chunk`."""
-        self._raise_pending()
+        self._held.release()
         frames: list[bytes] = []
         try:
             for event in self._parser.feed(chunk):
@@ -72,25 +72,16 @@ class AnthropicStream:
                 if frame is not None:
                     frames.append(frame)
         except UpstreamError as error:
-            if not frames:
-                raise
-            # Frames translated before the error in the same read still reach the client;
-            # the error is raised on the next call (feed or finish).
-            self._pending = error
+            self._held.hold(error, frames)
         return frames
 
     def finish(self) -> list[bytes]:
         """The usage chunk (if asked) and [DONE]; a protocol error without message_stop."""
-        self._raise_pending()
+        self._held.release()
         frames = [f for event in self._parser.flush() if (f := self._event(event.data))]
         if not self._done:
             raise UpstreamProtocolError("upstream stream ended before message_stop")
         return frames + self._writer.closing(self.usage)
-
-    def _raise_pending(self) -> None:
-        if self._pending is not None:
-            error, self._pending = self._pending, None
-            raise error
 
     def error_frame(self, error: LlmuxError) -> bytes:
         """The OpenAI-style `{"error": ...}` frame."""
