@@ -40,7 +40,7 @@ from llmux.reload import ConfigState, ConfigWatcher, Reloader
 from llmux.runtime import Runtime, RuntimeHolder, build_runtime
 from llmux.server import create_app
 from llmux.state import RedisLink, open_link
-from llmux.store import Store, open_store
+from llmux.store import Store, StoreError, open_store
 from llmux.tracing import setup_tracing
 from llmux.upstream import HttpTransport
 
@@ -129,7 +129,18 @@ class Gateway:
         self.admin_port = 0
 
     async def start(self) -> None:
-        """Open the upstream pool, bind both ports and report ready."""
+        """Open the upstream pool, bind both ports and report ready.
+
+        A start that fails part way (a port taken, the store unreachable) closes what it had
+        opened before raising, so the caller has nothing to stop.
+        """
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         self._loop_monitor.start()
         await self._http.start()
         config = self.loaded.config
@@ -253,8 +264,8 @@ async def _serve_until_signalled(loaded: LoadedConfig, reuse_port: bool) -> None
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     gateway = Gateway(loaded, reuse_port=reuse_port)
+    await gateway.start()
     try:
-        await gateway.start()
         _tune_gc()
         await stop.wait()
     finally:
@@ -284,7 +295,13 @@ def serve_process(loaded: LoadedConfig, reuse_port: bool) -> None:
 def run(loaded: LoadedConfig, workers: int) -> int:
     """`llmux serve`: one process, or a supervisor of `workers` processes."""
     if workers <= 1:
-        serve_process(loaded, reuse_port=False)
+        try:
+            serve_process(loaded, reuse_port=False)
+        except (OSError, StoreError) as error:
+            # A port taken or a store unreachable at start is an operator's problem to read,
+            # not a traceback: the failed start has already closed what it opened.
+            get_logger().error("start_failed", error=str(error))
+            return 1
         return 0
     return _Supervisor(loaded, workers).run()
 

@@ -13,7 +13,8 @@ from openai.types.chat import ChatCompletionFunctionToolParam, ChatCompletionMes
 from llmux.serve import Gateway
 from tests.helpers.anthropic_upstream import AnthropicUpstream, json_reply, sse_reply
 from tests.helpers.edge import raw_request, rejected, sdk_client
-from tests.helpers.gateway import free_port, running_gateway
+from tests.helpers.gateway import running_gateway
+from tests.helpers.ports import free_port
 
 SECRET = "sk-ant-upstream-secret"
 UPSTREAM_MODEL = "claude-sonnet-4-5-20250929"

@@ -14,8 +14,9 @@ import pytest
 
 from llmux.serve import Gateway
 from tests.helpers.edge import RawReply, data_payloads, raw_request
-from tests.helpers.gateway import free_port, running_gateway
+from tests.helpers.gateway import running_gateway
 from tests.helpers.logs import events
+from tests.helpers.ports import free_port
 from tests.helpers.upstream import FakeUpstream, Hang, Stream, sse_frames
 
 ONE = "one/gpt-4o-mini"

@@ -22,7 +22,8 @@ from llmux.metrics import Metrics
 from llmux.routing import Deployment, GroupPolicy, build_table
 from llmux.serve import Gateway
 from llmux.state import RedisLink, RedisRouterStats, open_link
-from tests.helpers.gateway import free_port, running_gateway
+from tests.helpers.gateway import running_gateway
+from tests.helpers.ports import free_port
 from tests.helpers.upstream import FakeUpstream, Reply
 from tests.test_routing_gateway import chat, held_stream, stats, two_upstreams
 

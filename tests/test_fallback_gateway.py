@@ -17,7 +17,8 @@ from tests.helpers.edge import (
     metric_samples,
     raw_request,
 )
-from tests.helpers.gateway import free_port, running_gateway
+from tests.helpers.gateway import running_gateway
+from tests.helpers.ports import free_port
 from tests.helpers.upstream import FakeUpstream, Reply, Stream, fixture_bytes, sse_frames
 
 MIXED = "gpt-4o-mini"

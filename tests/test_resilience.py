@@ -28,7 +28,8 @@ from tests.helpers.edge import (
     rejected,
     sdk_client,
 )
-from tests.helpers.gateway import free_port, running_gateway, upstream_config
+from tests.helpers.gateway import running_gateway, upstream_config
+from tests.helpers.ports import free_port
 from tests.helpers.upstream import FakeUpstream, Hang, Reply, Stream, fixture_bytes, sse_frames
 
 HELLO: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Hello"}]

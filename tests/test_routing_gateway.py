@@ -17,7 +17,8 @@ from llmux.appkeys import RUNTIME
 from llmux.routing import RouterStats
 from llmux.serve import Gateway
 from tests.helpers.edge import eventually, raw_request
-from tests.helpers.gateway import free_port, running_gateway
+from tests.helpers.gateway import running_gateway
+from tests.helpers.ports import free_port
 from tests.helpers.upstream import FakeUpstream
 
 CHAT: dict[str, object] = {"model": "m", "messages": [{"role": "user", "content": "Hello"}]}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -11,8 +12,11 @@ from pathlib import Path
 
 import aiohttp
 import msgspec
+import pytest
 
-from tests.helpers.gateway import free_port
+from llmux.config import parse_config
+from llmux.serve import Gateway
+from tests.helpers.ports import free_port
 from tests.helpers.process import (
     ROOT,
     children,
@@ -169,3 +173,48 @@ def test_config_error_exits_1_without_traceback(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr == f"error: {bad}:12: providers[0].tpye: unknown field\n"
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_port_in_use_exits_1_naming_the_address(tmp_path: Path) -> None:
+    """`serve` whose admin port is taken logs `start_failed` with the address and exits 1."""
+    config = _write_config(tmp_path, "{latency: 0ms}")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        admin_port = int(taken.getsockname()[1])
+        result = subprocess.run(
+            [sys.executable, "-m", "llmux", *_serve_args(config, free_port(), admin_port)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    output = result.stdout + result.stderr
+    assert result.returncode == 1
+    assert "start_failed" in output
+    assert f"('127.0.0.1', {admin_port}): address already in use" in output
+    assert "Traceback" not in output
+
+
+async def test_failed_start_releases_the_gateway_port() -> None:
+    """A start that cannot bind the admin port closes the gateway port it had already bound."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = free_port()
+        config = _in_process_config(port, admin_port=int(taken.getsockname()[1]))
+        gateway = Gateway(parse_config(config, "test.yaml", {}))
+        with pytest.raises(OSError, match="address already in use"):
+            await gateway.start()
+    with pytest.raises(ConnectionRefusedError):
+        await asyncio.open_connection("127.0.0.1", port)
+
+
+def _in_process_config(port: int, admin_port: int) -> str:
+    return f"""
+server: {{host: 127.0.0.1, port: {port}, admin_port: {admin_port}}}
+providers: [{{name: mock, type: mock, models: [mock-gpt]}}]
+logging: {{access_log: false}}
+store: {{url: 'memory://'}}
+"""

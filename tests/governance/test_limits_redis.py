@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import random
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -25,6 +24,7 @@ from redis.backoff import NoBackoff
 from llmux.errors import RateLimited, ServiceUnavailable
 from llmux.governance.limits import Lease, Limit, LocalRateLimiter, RateLimiter
 from llmux.governance.redis_limits import RedisRateLimiter
+from tests.helpers.ports import free_port
 
 URL = "redis://127.0.0.1:6379/0"
 T = 1_000.0
@@ -69,14 +69,6 @@ async def prefix(redis: aioredis.Redis) -> AsyncIterator[str]:
 def limiter(redis: aioredis.Redis, prefix: str) -> RedisRateLimiter:
     """A fail-closed limiter on the shared Redis, on the injected clock."""
     return RedisRateLimiter(redis, prefix, fail_open=False, server_time=False)
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on (bound and released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 @contextmanager

@@ -20,9 +20,9 @@ from llmux.config import load_config
 from llmux.reload import ConfigWatcher
 from llmux.serve import Gateway
 from tests.helpers.edge import RawReply, data_payloads, eventually_async, raw_request
-from tests.helpers.gateway import free_port
 from tests.helpers.governance import MASTER_KEY
 from tests.helpers.manage import actor_key, admin_call
+from tests.helpers.ports import free_port
 from tests.helpers.upstream import FakeUpstream, sse_frames
 
 ONE = "one/gpt-4o-mini"

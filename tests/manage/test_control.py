@@ -13,9 +13,10 @@ import structlog
 from llmux.serve import Gateway
 from llmux.store.records import KeyType, UserRole
 from tests.helpers.edge import RawReply, raw_request
-from tests.helpers.gateway import free_port, running_gateway
+from tests.helpers.gateway import running_gateway
 from tests.helpers.governance import MASTER_KEY
 from tests.helpers.manage import actor_key, admin_call
+from tests.helpers.ports import free_port
 from tests.helpers.upstream import FakeUpstream, started_fakes
 
 ONE = "one/gpt-4o-mini"

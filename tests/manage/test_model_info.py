@@ -11,9 +11,10 @@ from llmux.governance.keys import hash_key
 from llmux.runtime import price_book
 from llmux.serve import Gateway
 from llmux.store.records import Key
-from tests.helpers.gateway import free_port, running_gateway
+from tests.helpers.gateway import running_gateway
 from tests.helpers.governance import MASTER_KEY, store_of
 from tests.helpers.manage import actor_key, admin_call
+from tests.helpers.ports import free_port
 
 SECRET_KEY = "sk-upstream-very-secret"
 SECRET_HEADER = "hdr-very-secret"
