@@ -241,7 +241,7 @@ async def new_budget(ctx: Ctx, body: NewBudgetRequest) -> Budget:
         await ctx.store.create(budget, audit=ctx.audit("create", "budget", budget_id))
     except AlreadyExists:
         raise Conflict(f"Budget '{budget_id}' already exists.", param="budget_id") from None
-    await ctx.governance.invalidate_entities()
+    ctx.invalidate_entities()
     return budget
 
 
@@ -265,7 +265,7 @@ async def update_budget(ctx: Ctx, body: UpdateBudgetRequest) -> Budget:
     updated = await ctx.store.update(Budget, body.budget_id, changes, audit=audit)
     if updated is None:
         raise hidden("budget", body.budget_id)
-    await ctx.governance.invalidate_entities()
+    ctx.invalidate_entities()
     return updated
 
 
@@ -285,7 +285,7 @@ async def delete_budget(ctx: Ctx, body: DeleteBudgetRequest) -> BudgetDeleteResp
     await _refuse_if_used(ctx.store, body.id)
     deleted = await ctx.store.delete(Budget, body.id, audit=ctx.audit("delete", "budget", body.id))
     if deleted:
-        await ctx.governance.invalidate_entities()
+        ctx.invalidate_entities()
     return BudgetDeleteResponse(deleted_budgets=[body.id] if deleted else [])
 
 

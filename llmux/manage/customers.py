@@ -135,7 +135,7 @@ async def new_customer(ctx: Ctx, body: NewCustomerRequest) -> EndUser:
         await ctx.store.create(end_user, audit=ctx.audit("create", "end_user", body.user_id))
     except AlreadyExists:
         raise Conflict(f"End user '{body.user_id}' already exists.", param="user_id") from None
-    await ctx.governance.invalidate_entities()
+    ctx.invalidate_entities()
     return end_user
 
 
@@ -162,7 +162,7 @@ async def _update(ctx: Ctx, user_id: str, changes: dict[str, Any], action: str) 
     updated = await ctx.store.update(EndUser, user_id, changes, audit=audit)
     if updated is None:
         raise hidden("end user", user_id)
-    await ctx.governance.invalidate_entities()
+    ctx.invalidate_entities()
     return updated
 
 
@@ -183,7 +183,7 @@ async def delete_customers(ctx: Ctx, body: CustomerIdsRequest) -> CustomerDelete
         if await ctx.store.delete(EndUser, user_id, audit=ctx.audit("delete", "end_user", user_id))
     ]
     if deleted:
-        await ctx.governance.invalidate_entities()
+        ctx.invalidate_entities()
     return CustomerDeleteResponse(deleted_customers=deleted)
 
 
@@ -216,7 +216,7 @@ async def block_customers(ctx: Ctx, body: CustomerIdsRequest) -> BlockedResponse
             await _create_blocked(ctx, user_id)
         else:
             await _update(ctx, user_id, {"blocked": True}, "block")
-    await ctx.governance.invalidate_entities()
+    ctx.invalidate_entities()
     return BlockedResponse(blocked_users=body.user_ids)
 
 

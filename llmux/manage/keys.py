@@ -336,7 +336,7 @@ async def _apply(ctx: Ctx, key: Key, changes: dict[str, Any], action: str, ref: 
     )
     if updated is None:  # deleted between the read and the write
         raise hidden("key", shown(ref))
-    await ctx.governance.invalidate_key(key.token)
+    ctx.invalidate_key(key.token)
     return updated
 
 
@@ -361,7 +361,7 @@ async def _delete_found(ctx: Ctx, found: list[tuple[str, Key | None]]) -> list[s
         if key is None:
             continue
         if await ctx.store.delete(Key, key.token, audit=ctx.audit("deleted", "key", key.token)):
-            await ctx.governance.invalidate_key(key.token)
+            ctx.invalidate_key(key.token)
             deleted.append(ref)
     return deleted
 
@@ -376,13 +376,13 @@ async def _retire(ctx: Ctx, old: Key, grace: Duration | None, now: datetime) -> 
         if old.expires is not None:
             ends = min(ends, old.expires)
         await ctx.store.update(Key, old.token, {"expires": ends, "key_alias": None}, audit=audit)
-    await ctx.governance.invalidate_key(old.token)
+    ctx.invalidate_key(old.token)
 
 
 async def _issue_rotated(ctx: Ctx, raw: str, fresh: Key) -> GeneratedKey:
     """Store the rotated key (alias already its own: no alias check against the old one)."""
     await ctx.store.create(fresh, audit=ctx.audit("created", "key", fresh.token))
-    await ctx.governance.invalidate_key(fresh.token)
+    ctx.invalidate_key(fresh.token)
     return GeneratedKey(key=raw, **msgspec.structs.asdict(fresh))
 
 

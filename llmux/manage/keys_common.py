@@ -95,5 +95,5 @@ async def issue_key(ctx: Ctx, raw: str, key: Key) -> GeneratedKey:
     except AlreadyExists:
         raise Conflict("A key with this value already exists.", param="key") from None
     # The gateway may have cached "no such key" for this value: drop that answer.
-    await ctx.governance.invalidate_key(key.token)
+    ctx.invalidate_key(key.token)
     return GeneratedKey(key=raw, **msgspec.structs.asdict(key))

@@ -150,7 +150,7 @@ async def _view(ctx: Ctx, org: Organization) -> OrgView:
 
 
 async def _changed(ctx: Ctx) -> None:
-    await ctx.governance.invalidate_entities()
+    ctx.invalidate_entities()
 
 
 # --- organizations ----------------------------------------------------------------------------

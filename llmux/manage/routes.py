@@ -5,14 +5,20 @@ its body or query and of its answer, and whether it writes. The registry drives 
 routes (`add_routes`) and the OpenAPI document (`llmux.manage.openapi`), so the two cannot
 drift. The pipeline of each request: resolve the actor (401/403), refuse writes to read-only
 actors (403), decode and validate the body or query (422 naming the field), run the handler,
-encode its answer. Handlers get a `Ctx` with the actor, the store, the governance state (for
-cache invalidations) and an `audit()` helper that stamps who did what from where.
+encode its answer. Handlers get a `Ctx` with the actor, the store, an `audit()` helper that
+stamps who did what from where, and `invalidate_*` to drop changed records from the gateway's
+caches.
+
+A handler of a writing endpoint runs inside one `Store.atomic()` block: a request that fails
+half way (a conflict found after the first write, a store fault) changes nothing and leaves no
+audit row. Its cache invalidations are published only after that block commits, so no replica
+can reload the old record after being told it changed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import msgspec
@@ -53,6 +59,20 @@ MANAGE_GOVERNANCE = web.AppKey("manage_governance", Governance)
 MANAGE_CONFIG = web.AppKey("manage_config", ManageConfig)
 
 
+@dataclass(slots=True)
+class _Invalidations:
+    """What a request changed that the gateway's caches must forget once it commits."""
+
+    keys: set[str] = field(default_factory=set)
+    entities: bool = False
+
+    async def publish(self, governance: Governance) -> None:
+        for token in sorted(self.keys):
+            await governance.invalidate_key(token)
+        if self.entities:
+            await governance.invalidate_entities()
+
+
 @dataclass(frozen=True, slots=True)
 class Ctx:
     """One management request as its handler sees it."""
@@ -61,6 +81,15 @@ class Ctx:
     actor: Actor
     store: Store
     governance: Governance
+    _invalidations: _Invalidations = field(default_factory=_Invalidations)
+
+    def invalidate_key(self, token: str) -> None:
+        """Drop the key from every replica's cache once this request's changes commit."""
+        self._invalidations.keys.add(token)
+
+    def invalidate_entities(self) -> None:
+        """Rebuild every replica's tenancy (users, teams, orgs, end users, budgets) on commit."""
+        self._invalidations.entities = True
 
     @property
     def calendar_aligned(self) -> bool:
@@ -139,7 +168,12 @@ def _pipeline(declared: Endpoint) -> Callable[[web.Request], Awaitable[web.Strea
             )
         argument = await _argument(request, declared)
         ctx = Ctx(request, actor, store, request.app[MANAGE_GOVERNANCE])
-        result = await declared.handler(ctx, argument)
+        if declared.writes:
+            async with store.atomic():
+                result = await declared.handler(ctx, argument)
+        else:
+            result = await declared.handler(ctx, argument)
+        await ctx._invalidations.publish(ctx.governance)
         if isinstance(result, web.StreamResponse):
             return result
         return web.Response(body=msgspec.json.encode(result), content_type="application/json")

@@ -172,7 +172,7 @@ async def new_team(ctx: Ctx, body: NewTeamRequest) -> TeamView:
     except AlreadyExists:
         raise Conflict(f"Team '{team_id}' already exists.", param="team_id") from None
     await _add_members(ctx, team, body.members_with_roles, None)
-    await ctx.governance.invalidate_entities()
+    ctx.invalidate_entities()
     return await _view(ctx, team)
 
 
@@ -206,7 +206,7 @@ async def _update(ctx: Ctx, team_id: str, changes: dict[str, Any], action: str) 
     )
     if updated is None:
         raise hidden("team", team_id)
-    await ctx.governance.invalidate_entities()
+    ctx.invalidate_entities()
     return updated
 
 
@@ -228,14 +228,14 @@ async def delete_teams(ctx: Ctx, body: TeamIdsRequest) -> TeamDeleteResponse:
             _require_governs(ctx.actor, team)
             teams.append(team)
     deleted = [team.team_id for team in teams if await _delete_team(ctx, team)]
-    await ctx.governance.invalidate_entities()
+    ctx.invalidate_entities()
     return TeamDeleteResponse(deleted_teams=deleted)
 
 
 async def _delete_team(ctx: Ctx, team: Team) -> bool:
     for key in await list_all(ctx.store, Key, {"team_id": team.team_id}):
         await ctx.store.delete(Key, key.token, audit=ctx.audit("delete", "key", key.token))
-        await ctx.governance.invalidate_key(key.token)
+        ctx.invalidate_key(key.token)
     for member in await ctx.store.list_members(TeamMembership, group_id=team.team_id):
         await _remove_member(ctx, team.team_id, member.user_id)
     audit = ctx.audit("delete", "team", team.team_id)
@@ -339,7 +339,7 @@ async def add_members(ctx: Ctx, body: MemberAddRequest) -> MemberAddResponse:
     for member in members:
         await _refuse_existing(ctx, team, member)
     users, added = await _add_members(ctx, team, members, body.max_budget_in_team)
-    await ctx.governance.invalidate_entities()
+    ctx.invalidate_entities()
     view = await _view(ctx, team)
     return MemberAddResponse(
         **msgspec.structs.asdict(view), updated_users=users, updated_team_memberships=added
@@ -418,7 +418,7 @@ async def update_member(ctx: Ctx, body: MemberUpdateRequest) -> TeamMembership:
     )
     if updated is None:
         raise hidden("team member", user_id)
-    await ctx.governance.invalidate_entities()
+    ctx.invalidate_entities()
     return updated
 
 
@@ -438,7 +438,7 @@ async def delete_member(ctx: Ctx, body: MemberDeleteRequest) -> TeamView:
     _require_manages(ctx.actor, team)
     user = await find_user(ctx, body.user_id, body.user_email)
     if user is not None and await _remove_member(ctx, team.team_id, user.user_id):
-        await ctx.governance.invalidate_entities()
+        ctx.invalidate_entities()
     return await _view(ctx, team)
 
 

@@ -102,7 +102,7 @@ async def new(ctx: Ctx, body: NewUserRequest) -> NewUser:
         raise Conflict(f"The user '{user.user_id}' already exists.", param="user_id") from None
     for team in teams:
         await _join(ctx, user.user_id, team)
-    await ctx.governance.invalidate_entities()
+    ctx.invalidate_entities()
     created = NewUser(teams=[t.team_id for t in teams], **msgspec.structs.asdict(user))
     if body.auto_create_key:
         issued = await _user_key(ctx, user, body.key_alias, expires)
@@ -131,7 +131,7 @@ async def update(ctx: Ctx, body: UpdateUserRequest) -> User:
     )
     if updated is None:  # deleted between the read and the write
         raise hidden("user", body.user_id)
-    await ctx.governance.invalidate_entities()
+    ctx.invalidate_entities()
     return updated
 
 
@@ -149,7 +149,7 @@ async def delete(ctx: Ctx, body: DeleteUsersRequest) -> DeletedUsers:
     found = [await _deletable(ctx, user_id) for user_id in body.user_ids]
     deleted = [user.user_id for user in found if user is not None and await _remove(ctx, user)]
     if deleted:
-        await ctx.governance.invalidate_entities()
+        ctx.invalidate_entities()
     return DeletedUsers(deleted_users=deleted)
 
 
@@ -357,7 +357,7 @@ async def _remove(ctx: Ctx, user: User) -> bool:
     store = ctx.store
     for key in await collect(store, Key, {"user_id": user.user_id}):
         if await store.delete(Key, key.token, audit=ctx.audit("deleted", "key", key.token)):
-            await ctx.governance.invalidate_key(key.token)
+            ctx.invalidate_key(key.token)
     for team in await store.list_members(TeamMembership, user_id=user.user_id):
         audit = ctx.audit("member_removed", "team_membership", f"{team.team_id}/{user.user_id}")
         await store.remove_member(TeamMembership, team.team_id, user.user_id, audit=audit)

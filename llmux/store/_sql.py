@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import abc
 import builtins
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from contextvars import ContextVar
 from datetime import date, datetime
 from typing import Any, ClassVar, Protocol
 
@@ -83,6 +84,28 @@ def where_sql(clauses: builtins.list[tuple[str, str, Any]]) -> tuple[str, builti
     return (" WHERE " + " AND ".join(parts)) if parts else "", args
 
 
+class _Block:
+    """One `atomic()` block: its transaction, begun at the first call inside it."""
+
+    def __init__(self, begin: Callable[[], AbstractAsyncContextManager[Conn]]) -> None:
+        self._begin = begin
+        self._stack = AsyncExitStack()
+        self._conn: Conn | None = None
+
+    async def connection(self) -> Conn:
+        """The block's connection, beginning its transaction on first use."""
+        if self._conn is None:
+            self._conn = await self._stack.enter_async_context(self._begin())
+        return self._conn
+
+    async def end(self, error: BaseException | None) -> None:
+        """Commit (no error) or roll back the transaction, if one was begun."""
+        if error is None:
+            await self._stack.aclose()
+        else:
+            await self._stack.__aexit__(type(error), error, error.__traceback__)
+
+
 class SqlRecords(abc.ABC):
     """Entities, memberships, migrations and audit writes over a SQL engine.
 
@@ -94,16 +117,57 @@ class SqlRecords(abc.ABC):
 
     def __init__(self, *, clock: Callable[[], datetime] = utcnow) -> None:
         self._clock = clock
+        # Per store, so two stores in one task (tests) never share a block.
+        self._block: ContextVar[_Block | None] = ContextVar(f"store_block_{id(self)}", default=None)
 
     # --- what a backend provides ----------------------------------------------------------
 
     @abc.abstractmethod
-    def _tx(self) -> AbstractAsyncContextManager[Conn]:
-        """A connection inside a write transaction (committed on success, else rolled back)."""
+    def _begin(self) -> AbstractAsyncContextManager[Conn]:
+        """A connection inside a new write transaction (committed on success, else rolled back)."""
 
     @abc.abstractmethod
-    def _read(self) -> AbstractAsyncContextManager[Conn]:
+    def _connect(self) -> AbstractAsyncContextManager[Conn]:
         """A connection for reads."""
+
+    # --- transactions ---------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def atomic(self) -> AsyncIterator[None]:
+        """One transaction for this task's calls inside the block (see `Store.atomic`)."""
+        if self._block.get() is not None:
+            yield
+            return
+        block = _Block(self._begin)
+        token = self._block.set(block)
+        try:
+            yield
+        except BaseException as exc:
+            self._block.reset(token)
+            await block.end(exc)
+            raise
+        self._block.reset(token)
+        await block.end(None)
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[Conn]:
+        """A write transaction: the task's `atomic()` block if it is in one, else its own."""
+        block = self._block.get()
+        if block is not None:
+            yield await block.connection()
+            return
+        async with self._begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[Conn]:
+        """A connection for reads; inside an `atomic()` block, the block's (it sees its writes)."""
+        block = self._block.get()
+        if block is not None:
+            yield await block.connection()
+            return
+        async with self._connect() as conn:
+            yield conn
 
     @abc.abstractmethod
     def _dt_in(self, value: datetime) -> Any:

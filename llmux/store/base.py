@@ -6,6 +6,9 @@ Three implementations satisfy it identically (one contract suite runs against ea
 
 * Each mutation is one transaction. Every mutation takes `audit=`; the entry is written in
   that same transaction, so a mutation that fails (or changes nothing) leaves no audit row.
+* `atomic()` groups the calls made inside it, by the task that entered it, into one
+  transaction: all of them (audit rows included) or, if the block raises, none. Blocks nest
+  by joining the outermost one.
 * Deleting something missing is not an error: it returns False. Updating something missing
   returns None.
 * `add_spend` is idempotent on `request_id`: a retried batch never counts a row twice.
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import date, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -133,6 +137,14 @@ class Store(Protocol):
 
     async def ping(self) -> None:
         """Return when the backend answers; raise `StoreUnavailable` when it does not."""
+        ...
+
+    def atomic(self) -> AbstractAsyncContextManager[None]:
+        """One transaction for every call this task makes inside the block (see the rules).
+
+        The SQL stores begin it at the block's first call and hold its connection (SQLite: its
+        lock) until the block ends, so keep the block to store calls.
+        """
         ...
 
     # --- entities -------------------------------------------------------------------------

@@ -1,14 +1,18 @@
 """`MemoryStore`: the development store, everything in process and gone on exit.
 
 Each method runs without an `await` between its first read and its last write, so on one
-event loop every mutation is atomic, exactly like a transaction in the SQL backends.
+event loop every mutation is atomic, exactly like a transaction in the SQL backends. An
+`atomic()` block keeps an undo log of the task's writes and replays it backwards if the block
+raises; unlike SQL, other tasks see the block's writes before it ends.
 Records are copied on the way in and out, so callers can never alter stored state in place.
 """
 
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from datetime import date, datetime
 from typing import Any
 
@@ -62,6 +66,13 @@ def _copy(obj: Any) -> Any:
     return msgspec.json.decode(msgspec.json.encode(obj), type=type(obj))
 
 
+_ABSENT: Any = object()
+"""An undo entry's previous value when the key was not in the mapping."""
+
+_Undo = builtins.list[tuple[dict[Any, Any], Any, Any]]
+"""(mapping, key, previous value or _ABSENT) per write, oldest first."""
+
+
 def _page(items: builtins.list[Any], page: int, size: int) -> Page[Any]:
     start = (page - 1) * size
     return Page(items=items[start : start + size], total=len(items), page=page, size=size)
@@ -99,6 +110,7 @@ class MemoryStore:
         self._daily: dict[tuple[date, str, str], DailySpend] = {}
         self._audit: dict[str, AuditEntry] = {}
         self._responses: dict[str, StoredResponse] = {}
+        self._undo: ContextVar[_Undo | None] = ContextVar(f"memory_undo_{id(self)}", default=None)
 
     async def migrate(self) -> builtins.list[int]:
         """Nothing to migrate in memory."""
@@ -110,6 +122,36 @@ class MemoryStore:
     async def ping(self) -> None:
         """Memory always answers."""
 
+    @asynccontextmanager
+    async def atomic(self) -> AsyncIterator[None]:
+        """Undo this task's writes inside the block if it raises (see the module docstring)."""
+        if self._undo.get() is not None:
+            yield
+            return
+        undo: _Undo = []
+        token = self._undo.set(undo)
+        try:
+            yield
+        except BaseException:
+            for mapping, key, previous in reversed(undo):
+                if previous is _ABSENT:
+                    mapping.pop(key, None)
+                else:
+                    mapping[key] = previous
+            raise
+        finally:
+            self._undo.reset(token)
+
+    def _write(self, mapping: dict[Any, Any], key: Any, value: Any) -> None:
+        """Set (or, for `_ABSENT`, remove) `mapping[key]`, logging the undo inside a block."""
+        undo = self._undo.get()
+        if undo is not None:
+            undo.append((mapping, key, mapping.get(key, _ABSENT)))
+        if value is _ABSENT:
+            del mapping[key]
+        else:
+            mapping[key] = value
+
     def _check_audit(self, audit: AuditEntry | None) -> None:
         """Refuse a reused audit id before anything changes (SQL: the key rolls it back)."""
         if audit is not None and audit.id in self._audit:
@@ -118,7 +160,7 @@ class MemoryStore:
     def _record(self, audit: AuditEntry | None, before: Any, after: Any) -> None:
         entry = fill_audit(audit, before, after)
         if entry is not None:
-            self._audit[entry.id] = _copy(entry)
+            self._write(self._audit, entry.id, _copy(entry))
 
     # --- entities -------------------------------------------------------------------------
 
@@ -137,7 +179,7 @@ class MemoryStore:
         if ident in table:
             raise AlreadyExists(spec.object_type, "/".join(ident))
         self._check_audit(audit)
-        table[ident] = _copy(obj)
+        self._write(table, ident, _copy(obj))
         self._record(audit, None, obj)
 
     async def put(self, obj: Entity, *, audit: AuditEntry | None = None) -> None:
@@ -147,7 +189,7 @@ class MemoryStore:
         table = self._tables[spec.table]
         ident = spec.id_of(obj)
         before = table.get(ident)
-        table[ident] = _copy(obj)
+        self._write(table, ident, _copy(obj))
         self._record(audit, before, obj)
 
     async def update(
@@ -175,7 +217,7 @@ class MemoryStore:
             return None
         new = apply_changes(spec, old, changes, self._clock())
         self._check_audit(audit)
-        table[ident] = new
+        self._write(table, ident, new)
         self._record(audit, old, new)
         return _copy(new)
 
@@ -188,7 +230,8 @@ class MemoryStore:
         if ident not in table:
             return False
         self._check_audit(audit)
-        old = table.pop(ident)
+        old = table[ident]
+        self._write(table, ident, _ABSENT)
         self._record(audit, old, None)
         return True
 
@@ -333,7 +376,7 @@ class MemoryStore:
             return False
         self._check_audit(audit)
         new = msgspec.structs.replace(old, spend=0.0, budget_reset_at=next_reset_at)
-        table[(id,)] = new
+        self._write(table, (id,), new)
         self._record(audit, old, new)
         return True
 

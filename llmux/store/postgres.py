@@ -137,12 +137,12 @@ class PostgresStore(SqlStore):
             raise InvalidRequest(f"A value cannot be stored: {exc}.") from None
 
     @asynccontextmanager
-    async def _tx(self) -> AsyncIterator[Conn]:
+    async def _begin(self) -> AsyncIterator[Conn]:
         async with self._connection() as conn, conn.transaction():
             yield _PgConn(conn)
 
     @asynccontextmanager
-    async def _read(self) -> AsyncIterator[Conn]:
+    async def _connect(self) -> AsyncIterator[Conn]:
         async with self._connection() as conn:
             yield _PgConn(conn)
 

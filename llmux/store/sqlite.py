@@ -102,7 +102,7 @@ class SqliteStore(SqlStore):
         await self._db.close()
 
     @asynccontextmanager
-    async def _tx(self) -> AsyncIterator[_SqliteConn]:
+    async def _begin(self) -> AsyncIterator[_SqliteConn]:
         async with self._lock, _unavailable_when_busy():
             await self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -113,7 +113,7 @@ class SqliteStore(SqlStore):
             await self._db.commit()
 
     @asynccontextmanager
-    async def _read(self) -> AsyncIterator[_SqliteConn]:
+    async def _connect(self) -> AsyncIterator[_SqliteConn]:
         async with self._lock, _unavailable_when_busy():
             yield self._conn
 
