@@ -226,10 +226,10 @@ async def regenerate(ctx: Ctx, body: RegenerateKeyRequest) -> GeneratedKey:
         last_used_at=None,
         version=1,
     )
-    # The new value exists before the old one goes: a failure in between leaves both working.
-    rotated = await _issue_rotated(ctx, raw, fresh)
+    # One transaction (the request's): the old key is retired first because the new one takes
+    # over its alias, which is unique; a failure in between leaves the old key as it was.
     await _retire(ctx, old, grace, now)
-    return rotated
+    return await _issue_rotated(ctx, raw, fresh)
 
 
 @endpoint(

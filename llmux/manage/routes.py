@@ -25,10 +25,10 @@ import msgspec
 from aiohttp import web
 
 from llmux.appkeys import REQUEST_ID, RUNTIME
-from llmux.errors import InvalidRequest, PermissionDenied, UnprocessableEntity
+from llmux.errors import Conflict, InvalidRequest, PermissionDenied, UnprocessableEntity
 from llmux.governance.service import Governance
 from llmux.manage.actor import Actor, resolve_actor
-from llmux.store.base import Store
+from llmux.store.base import Store, ValueTaken
 from llmux.store.records import AuditEntry
 
 __all__ = [
@@ -169,8 +169,7 @@ def _pipeline(declared: Endpoint) -> Callable[[web.Request], Awaitable[web.Strea
         argument = await _argument(request, declared)
         ctx = Ctx(request, actor, store, request.app[MANAGE_GOVERNANCE])
         if declared.writes:
-            async with store.atomic():
-                result = await declared.handler(ctx, argument)
+            result = await _in_one_transaction(ctx, declared, argument)
         else:
             result = await declared.handler(ctx, argument)
         await ctx._invalidations.publish(ctx.governance)
@@ -186,6 +185,15 @@ def _who(actor: Actor) -> str:
     if actor.key_type == "read_only":
         return "A read_only key"
     return f"A {actor.role}"
+
+
+async def _in_one_transaction(ctx: Ctx, declared: Endpoint, argument: Any) -> Any:
+    try:
+        async with ctx.store.atomic():
+            return await declared.handler(ctx, argument)
+    except ValueTaken as taken:
+        # Another request took the value between the handler's own check and its write.
+        raise Conflict(f"The {taken.field} is already taken.", param=taken.field) from None
 
 
 async def _argument(request: web.Request, declared: Endpoint) -> Any:

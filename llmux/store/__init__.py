@@ -19,6 +19,7 @@ from llmux.store.base import (
     Store,
     StoreError,
     StoreUnavailable,
+    ValueTaken,
 )
 from llmux.store.memory import MemoryStore
 
@@ -31,6 +32,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreUnavailable",
+    "ValueTaken",
     "open_store",
 ]
 

@@ -46,6 +46,8 @@ class TableSpec:
     pk: tuple[str, ...]
     columns: tuple[str, ...] = ()
     hot: tuple[str, ...] = ()
+    unique: tuple[str, ...] = ()
+    """Columns (among `columns`) no two records may share a non-null value of."""
 
     @property
     def stored(self) -> tuple[str, ...]:
@@ -113,6 +115,7 @@ SPECS: Final[dict[type[Any], TableSpec]] = {
                 "budget_duration",
             ),
             (*_SPENT, "last_used_at", "version"),
+            unique=("key_alias",),
         ),
         TableSpec(
             TeamMembership,
@@ -125,6 +128,23 @@ SPECS: Final[dict[type[Any], TableSpec]] = {
         TableSpec(OrgMembership, "org_members", "org_member", ("organization_id", "user_id")),
     )
 }
+
+UNIQUE_INDEXES: Final[dict[str, str]] = {"keys_alias": "key_alias"}
+"""The unique indexes of the migrations, by name, and the field each one guards."""
+
+
+def unique_clash(spec: TableSpec, records: Iterable[Any], obj: Any) -> str | None:
+    """The first unique field whose value in `obj` another of `records` holds, if any."""
+    ident = spec.id_of(obj)
+    for name in spec.unique:
+        value = getattr(obj, name)
+        if value is None:
+            continue
+        for other in records:
+            if getattr(other, name) == value and spec.id_of(other) != ident:
+                return name
+    return None
+
 
 KIND_SPECS: Final[dict[SpendKind, TableSpec]] = {
     "key": SPECS[Key],

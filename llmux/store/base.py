@@ -9,6 +9,9 @@ Three implementations satisfy it identically (one contract suite runs against ea
 * `atomic()` groups the calls made inside it, by the task that entered it, into one
   transaction: all of them (audit rows included) or, if the block raises, none. Blocks nest
   by joining the outermost one.
+* `Key.key_alias` is unique (None aside): a create, put or update that would give a second
+  key the same alias raises `ValueTaken` and changes nothing. Only the database can enforce
+  this across concurrent requests and replicas; callers check first for a friendly error.
 * Deleting something missing is not an error: it returns False. Updating something missing
   returns None.
 * `add_spend` is idempotent on `request_id`: a retried batch never counts a row twice.
@@ -77,6 +80,16 @@ class AlreadyExists(StoreError):
         super().__init__(f"{object_type} {object_id!r} already exists")
         self.object_type = object_type
         self.object_id = object_id
+
+
+class ValueTaken(StoreError):
+    """A write would give a unique field (`Key.key_alias`) a value another record holds."""
+
+    def __init__(self, field: str, value: str | None) -> None:
+        shown = "" if value is None else f" {value!r}"
+        super().__init__(f"{field}{shown} is taken by another record")
+        self.field = field
+        self.value = value
 
 
 class Page(msgspec.Struct, Generic[T], kw_only=True):

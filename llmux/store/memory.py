@@ -33,6 +33,7 @@ from llmux.store._tables import (
     merge_daily,
     spec_for,
     spend_increments,
+    unique_clash,
 )
 from llmux.store.base import (
     AlreadyExists,
@@ -42,6 +43,7 @@ from llmux.store.base import (
     M,
     Page,
     SpendFilter,
+    ValueTaken,
 )
 from llmux.store.records import (
     AuditEntry,
@@ -152,6 +154,13 @@ class MemoryStore:
         else:
             mapping[key] = value
 
+    @staticmethod
+    def _check_unique(spec: TableSpec, table: dict[tuple[str, ...], Any], obj: Any) -> None:
+        """Refuse a record whose unique field another record holds (SQL: the unique index)."""
+        clash = unique_clash(spec, table.values(), obj) if spec.unique else None
+        if clash is not None:
+            raise ValueTaken(clash, getattr(obj, clash))
+
     def _check_audit(self, audit: AuditEntry | None) -> None:
         """Refuse a reused audit id before anything changes (SQL: the key rolls it back)."""
         if audit is not None and audit.id in self._audit:
@@ -178,6 +187,7 @@ class MemoryStore:
         ident = spec.id_of(obj)
         if ident in table:
             raise AlreadyExists(spec.object_type, "/".join(ident))
+        self._check_unique(spec, table, obj)
         self._check_audit(audit)
         self._write(table, ident, _copy(obj))
         self._record(audit, None, obj)
@@ -187,6 +197,7 @@ class MemoryStore:
         self._check_audit(audit)
         spec = spec_for(type(obj))
         table = self._tables[spec.table]
+        self._check_unique(spec, table, obj)
         ident = spec.id_of(obj)
         before = table.get(ident)
         self._write(table, ident, _copy(obj))
@@ -216,6 +227,7 @@ class MemoryStore:
         if old is None:
             return None
         new = apply_changes(spec, old, changes, self._clock())
+        self._check_unique(spec, table, new)
         self._check_audit(audit)
         self._write(table, ident, new)
         self._record(audit, old, new)

@@ -22,7 +22,8 @@ import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type hints
 from llmux.errors import InvalidRequest
 from llmux.store._sql import Conn
 from llmux.store._sql_store import SqlStore
-from llmux.store.base import StoreUnavailable
+from llmux.store._tables import UNIQUE_INDEXES
+from llmux.store.base import StoreUnavailable, ValueTaken
 from llmux.store.records import utcnow
 
 __all__ = ["PostgresStore"]
@@ -59,7 +60,13 @@ class _PgConn:
         self._conn = conn
 
     async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
-        return _row_count(await self._conn.execute(_numbered(sql), *args))
+        try:
+            return _row_count(await self._conn.execute(_numbered(sql), *args))
+        except asyncpg.UniqueViolationError as exc:
+            field = UNIQUE_INDEXES.get(exc.constraint_name or "")
+            if field is None:
+                raise
+            raise ValueTaken(field, None) from exc
 
     async def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         await self._conn.executemany(_numbered(sql), rows)

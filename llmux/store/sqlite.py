@@ -20,7 +20,8 @@ from typing import Any, ClassVar
 import aiosqlite
 
 from llmux.store._sql_store import SqlStore
-from llmux.store.base import StoreUnavailable
+from llmux.store._tables import UNIQUE_INDEXES
+from llmux.store.base import StoreUnavailable, ValueTaken
 from llmux.store.records import utcnow
 
 __all__ = ["SqliteStore"]
@@ -50,6 +51,13 @@ async def _unavailable_when_busy() -> AsyncIterator[None]:
         raise
 
 
+def _taken(exc: sqlite3.IntegrityError) -> Exception:
+    """`ValueTaken` for a unique index's refusal ("UNIQUE constraint failed: keys.key_alias")."""
+    _, _, where = str(exc).partition("UNIQUE constraint failed: ")
+    field = where.rpartition(".")[2]
+    return ValueTaken(field, None) if field in UNIQUE_INDEXES.values() else exc
+
+
 class _SqliteConn:
     """The shared `Conn` interface over one aiosqlite connection."""
 
@@ -57,8 +65,11 @@ class _SqliteConn:
         self._db = db
 
     async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
-        async with self._db.execute(sql, args) as cursor:
-            return cursor.rowcount
+        try:
+            async with self._db.execute(sql, args) as cursor:
+                return cursor.rowcount
+        except sqlite3.IntegrityError as exc:
+            raise _taken(exc) from exc
 
     async def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         await self._db.executemany(sql, rows)

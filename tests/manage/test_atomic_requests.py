@@ -1,4 +1,5 @@
-"""A management request is one transaction: a store fault half way through changes nothing.
+"""A management request is one transaction: a store fault half way through changes nothing,
+and concurrent requests cannot both take one key alias.
 
 The gateway runs on a Postgres schema of its own; a trigger installed in that schema makes one
 statement fail the way a real database fault would, after the request has already written.
@@ -6,6 +7,7 @@ statement fail the way a real database fault would, after the request has alread
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -93,3 +95,18 @@ async def test_user_delete_that_fails_keeps_the_users_key(on_postgres: OnPostgre
     still = await admin_call(gateway, "GET", "/key/info", key=created.json["key"])
     assert failed.status == 500
     assert still.status == 200, still
+
+
+async def test_concurrent_generates_with_one_alias_create_one_key(on_postgres: OnPostgres) -> None:
+    """Ten `/key/generate` calls racing for one alias: one key, nine 409s naming `key_alias`."""
+    gateway = on_postgres.gateway
+    body = {"key_alias": "deploy"}
+    replies = await asyncio.gather(
+        *(admin_call(gateway, "POST", "/key/generate", body) for _ in range(10))
+    )
+    listed = await admin_call(gateway, "GET", "/key/list", query={"key_alias": "deploy"})
+    assert sorted(reply.status for reply in replies) == [200] + [409] * 9
+    assert {reply.json["error"]["param"] for reply in replies if reply.status == 409} == {
+        "key_alias"
+    }
+    assert listed.json["total_count"] == 1

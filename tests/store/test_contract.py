@@ -10,7 +10,7 @@ import pytest
 
 from llmux.errors import InvalidRequest
 from llmux.store import StoreUnavailable
-from llmux.store.base import AlreadyExists, AuditFilter, SpendFilter, Store
+from llmux.store.base import AlreadyExists, AuditFilter, SpendFilter, Store, ValueTaken
 from llmux.store.postgres import PostgresStore
 from llmux.store.records import (
     AuditEntry,
@@ -238,6 +238,48 @@ async def test_get_key_by_alias(store: Store) -> None:
     assert found is not None
     assert found.token == "t1"
     assert await store.get_key_by_alias("other") is None
+
+
+async def test_create_with_a_taken_alias_is_value_taken(store: Store) -> None:
+    """A second key cannot be created under an alias another key holds; nothing is written."""
+    await store.create(key("t1", key_alias="deploy"))
+    with pytest.raises(ValueTaken) as caught:
+        await store.create(key("t2", key_alias="deploy"), audit=audit(object_id="t2"))
+    assert caught.value.field == "key_alias"
+    assert await store.get(Key, "t2") is None
+    assert (await store.audit_log(AuditFilter())).total == 0
+
+
+async def test_update_to_a_taken_alias_is_value_taken(store: Store) -> None:
+    """A key cannot be renamed to an alias another key holds; it keeps its own."""
+    await store.create(key("t1", key_alias="deploy"))
+    await store.create(key("t2", key_alias="ci"))
+    with pytest.raises(ValueTaken):
+        await store.update(Key, "t2", {"key_alias": "deploy"})
+    assert (await store.get(Key, "t2")) == key("t2", key_alias="ci")
+
+
+async def test_put_with_a_taken_alias_is_value_taken(store: Store) -> None:
+    """A wholesale replace is held to the same rule as create and update."""
+    await store.create(key("t1", key_alias="deploy"))
+    with pytest.raises(ValueTaken):
+        await store.put(key("t2", key_alias="deploy"))
+    assert await store.get(Key, "t2") is None
+
+
+async def test_keys_without_alias_never_clash(store: Store) -> None:
+    """Any number of keys may have no alias."""
+    await store.create(key("t1"))
+    await store.create(key("t2"))
+    assert (await store.list(Key, filters={"key_alias": None})).total == 2
+
+
+async def test_a_key_may_keep_its_own_alias_on_update(store: Store) -> None:
+    """Updating a key that holds an alias, alias included, is not a clash with itself."""
+    await store.create(key("t1", key_alias="deploy", rpm_limit=1))
+    updated = await store.update(Key, "t1", {"key_alias": "deploy", "rpm_limit": 2})
+    assert updated is not None
+    assert updated.rpm_limit == 2
 
 
 async def test_returned_records_are_copies(store: Store) -> None:

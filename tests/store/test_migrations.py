@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type hints
 import pytest
 
 from llmux.store import MemoryStore, open_store
+from llmux.store.base import Store
 from llmux.store.migrate import Migration, load_migrations, migrate, split_statements
 from llmux.store.postgres import PostgresStore
-from llmux.store.records import User
+from llmux.store.records import Key, User
 from llmux.store.sqlite import SqliteStore
 from tests.store.conftest import POSTGRES_DSN, drop_schema, unique_schema
 
@@ -164,3 +167,35 @@ async def test_postgres_rejects_unsafe_schema_name() -> None:
     """A schema name that is not a plain identifier is refused before connecting."""
     with pytest.raises(ValueError, match="schema"):
         await PostgresStore.open(POSTGRES_DSN, schema='x"; DROP TABLE y; --')
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def first_schema(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """A store of each SQL engine with only migration 1 applied (key aliases not yet unique)."""
+    backend: SqliteStore | PostgresStore
+    if request.param == "sqlite":
+        backend = await SqliteStore.open(str(tmp_path / "db.sqlite"))
+    else:
+        backend = await PostgresStore.open(POSTGRES_DSN, schema=unique_schema())
+    await backend.migrate(load_migrations(backend.dialect)[:1])
+    yield backend
+    await backend.close()
+    if isinstance(backend, PostgresStore):
+        await drop_schema(backend.schema)
+
+
+async def test_unique_alias_migration_leaves_the_alias_to_the_oldest_key(
+    first_schema: Store,
+) -> None:
+    """Keys that shared an alias before migration 2: the oldest keeps it, the others lose it."""
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    for minute, token in ((1, "newer"), (0, "oldest"), (2, "newest")):
+        created = start + timedelta(minutes=minute)
+        await first_schema.create(Key(token=token, key_alias="ci", created_at=created))
+    await first_schema.migrate()
+    kept = {token: await first_schema.get(Key, token) for token in ("oldest", "newer", "newest")}
+    assert {token: k.key_alias for token, k in kept.items() if k is not None} == {
+        "oldest": "ci",
+        "newer": None,
+        "newest": None,
+    }
