@@ -43,6 +43,7 @@ from llmux.state import RedisLink, open_link
 from llmux.store import Store, StoreError, open_store
 from llmux.tracing import setup_tracing
 from llmux.upstream import HttpTransport
+from llmux.workerbus import WORKER_BUS_ENV
 
 if TYPE_CHECKING:
     from llmux.otel import Tracing
@@ -330,6 +331,10 @@ class _Supervisor:
             )
         directory = tempfile.mkdtemp(prefix="llmux-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+        # Workers inherit the environment: the bus carries key and tenancy invalidations
+        # between them when there is no Redis to do it (see llmux.workerbus).
+        bus = tempfile.mkdtemp(prefix="llmux-bus-")
+        os.environ[WORKER_BUS_ENV] = bus
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         try:
@@ -339,6 +344,7 @@ class _Supervisor:
         finally:
             self._terminate_all()
             shutil.rmtree(directory, ignore_errors=True)
+            shutil.rmtree(bus, ignore_errors=True)
 
     def _spawn(self) -> BaseProcess:
         process = self._context.Process(

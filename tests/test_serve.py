@@ -16,6 +16,7 @@ import pytest
 
 from llmux.config import parse_config
 from llmux.serve import Gateway
+from tests.helpers.governance import MASTER_KEY
 from tests.helpers.ports import free_port
 from tests.helpers.process import (
     ROOT,
@@ -37,10 +38,10 @@ _BOUNDED = aiohttp.ClientTimeout(total=10)
 """No client call in these tests may wait longer than this."""
 
 
-def _write_config(tmp_path: Path, mock: str) -> Path:
+def _write_config(tmp_path: Path, mock: str, *, extra: str = "") -> Path:
     path = tmp_path / "llmux.yaml"
     path.write_text(
-        f"""
+        f"""{extra}
 server:
   host: 127.0.0.1
   shutdown_grace: 5s
@@ -130,6 +131,62 @@ async def test_workers_share_port_and_sum_metrics(tmp_path: Path) -> None:
     assert _sum_samples(exposition, "llmux_requests_total") == sent
     assert exit_code == 0, log.read_text()
     assert workers_left == []
+
+
+async def test_blocked_key_is_refused_by_every_worker(tmp_path: Path) -> None:
+    """Standalone with --workers 2: a key blocked through one worker's admin port is refused by
+    both workers within a second, though each had it cached (their key cache lasts 30 s)."""
+    config = _write_config(tmp_path, "{latency: 0ms}", extra=f"auth: {{master_key: {MASTER_KEY}}}")
+    port, admin_port = free_port(), free_port()
+    log = tmp_path / "serve.log"
+    args = [*_serve_args(config, port, admin_port), "--workers", "2"]
+    admin = {"Authorization": f"Bearer {MASTER_KEY}"}
+    with llmux_process(args, log) as process:
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=connector, timeout=_BOUNDED) as session:
+            await wait_ready(session, admin_port, process, log)
+            workers = await _listening_workers(process.pid, port, count=2)
+            admin_url = f"http://127.0.0.1:{admin_port}"
+            async with session.post(f"{admin_url}/key/generate", json={}, headers=admin) as reply:
+                key = (await reply.json())["key"]
+            url = f"http://127.0.0.1:{port}/v1/chat/completions"
+            before = await _statuses(session, url, key, 20)
+            serving = pids_connected(workers, port)
+            async with session.post(
+                f"{admin_url}/key/block", json={"key": key}, headers=admin
+            ) as r:
+                blocked = r.status
+            after = await _statuses_once_settled(session, url, key, 20, within=1.0)
+        process.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(process.wait, 8.0)
+    assert before == [200] * 20
+    assert sorted(serving) == sorted(workers)
+    assert blocked == 200
+    assert after == [401] * 20
+
+
+async def _statuses(session: aiohttp.ClientSession, url: str, key: str, count: int) -> list[int]:
+    """Statuses of `count` concurrent chat calls with `key` (pooled, so spread over workers)."""
+
+    async def one() -> int:
+        headers = {"Authorization": f"Bearer {key}"}
+        async with session.post(url, json=_CHAT, headers=headers) as response:
+            await response.read()
+            return response.status
+
+    return list(await asyncio.gather(*(one() for _ in range(count))))
+
+
+async def _statuses_once_settled(
+    session: aiohttp.ClientSession, url: str, key: str, count: int, *, within: float
+) -> list[int]:
+    """`_statuses` until they all agree, for at most `within` seconds; the last ones seen."""
+    deadline = time.monotonic() + within
+    while True:
+        statuses = await _statuses(session, url, key, count)
+        if len(set(statuses)) == 1 or time.monotonic() > deadline:
+            return statuses
+        await asyncio.sleep(0.05)
 
 
 async def _listening_workers(supervisor: int, port: int, count: int) -> list[int]:

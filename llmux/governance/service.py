@@ -31,6 +31,7 @@ from llmux.governance.tenancy import EntityCache, TenancyResolver
 from llmux.log import get_logger
 from llmux.metrics import Metrics
 from llmux.store.base import Store, StoreError
+from llmux.workerbus import worker_bus_from_env
 
 __all__ = ["ENTITIES_CHANGED", "Governance"]
 
@@ -83,11 +84,10 @@ class Governance:
         if self.distributed:
             self.redis = _redis_client(config)
         self.entities = EntityCache(store, ttl=auth.key_cache_ttl, stale_ttl=auth.stale_key_ttl)
-        bus: InvalidationBus | None = None
-        if self.redis is not None:
-            redis_bus = RedisInvalidationBus(self.redis, config.redis.key_prefix)
-            bus = _Fanout(redis_bus, self._entities_changed)
-        self.keys = KeyCache(store, ttl=auth.key_cache_ttl, stale_ttl=auth.stale_key_ttl, bus=bus)
+        self._bus = self._invalidation_bus()
+        self.keys = KeyCache(
+            store, ttl=auth.key_cache_ttl, stale_ttl=auth.stale_key_ttl, bus=self._bus
+        )
         self.ledger = self._ledger()
         self.resolver = TenancyResolver(
             self.keys, self.entities, self.ledger, ttl=auth.key_cache_ttl
@@ -117,6 +117,15 @@ class Governance:
             fail_open=governance.rate_limits.fail_open,
         )
         self._resets: asyncio.Task[None] | None = None
+
+    def _invalidation_bus(self) -> InvalidationBus | None:
+        """Redis across replicas; else the supervisor's bus across `--workers`; else none."""
+        inner: InvalidationBus | None
+        if self.redis is not None:
+            inner = RedisInvalidationBus(self.redis, self._config.redis.key_prefix)
+        else:
+            inner = worker_bus_from_env()
+        return None if inner is None else _Fanout(inner, self._entities_changed)
 
     def _limiter(self) -> RateLimiter:
         if self.redis is None:
@@ -175,7 +184,7 @@ class Governance:
     async def invalidate_entities(self) -> None:
         """A user, team, organization, end user or budget changed: rebuild every tenancy."""
         self.resolver.invalidate_all()
-        if self.redis is not None:
+        if self._bus is not None:
             await self.keys.publish_invalidation(ENTITIES_CHANGED)
 
     async def reset_due_budgets(self, now: datetime | None = None) -> int:
