@@ -74,9 +74,9 @@ async def with_history(request: web.Request, call: Call) -> Call:
     if previous is None:
         return call  # a passthrough upstream's own id: it resolves it, others answer 400
     body = expand_history(call.body, previous.input_items, previous.output)
-    # The id is not put back: a passthrough deployment of the same group would send it to an
-    # upstream that never saw it.
-    return replace(call, body=body)
+    # The id stays out of the body: a passthrough deployment of the same group would send it to
+    # an upstream that never saw it. `continues` keeps it for the translated Response's echo.
+    return replace(call, body=body, continues=previous_id)
 
 
 def _wants_storing(call: Call) -> bool:

@@ -321,6 +321,25 @@ class TestStored:
         assert translated.door.text in history
         assert history.index("My name is Ada.") < history.index("What is my name?")
 
+    async def test_follow_up_echoes_previous_response_id(self, translated: Edge) -> None:
+        """The follow-up Response names the response it continues, as OpenAI's does."""
+        client = translated.client
+        first = await client.responses.create(model=MODEL, input="My name is Ada.")
+        second = await client.responses.create(
+            model=MODEL, input="What is my name?", previous_response_id=first.id
+        )
+        assert second.previous_response_id == first.id
+
+    async def test_streamed_follow_up_echoes_previous_response_id(self, translated: Edge) -> None:
+        """The streamed follow-up's final Response names the response it continues."""
+        client = translated.client
+        first = await client.responses.create(model=MODEL, input="My name is Ada.")
+        async with client.responses.stream(
+            model=MODEL, input="What is my name?", previous_response_id=first.id
+        ) as stream:
+            second = await stream.get_final_response()
+        assert second.previous_response_id == first.id
+
     async def test_previous_response_id_after_a_stream(self, translated: Edge) -> None:
         """A streamed first turn is stored too, so a follow-up can name it."""
         client = translated.client

@@ -32,6 +32,10 @@ class Call:
     """Unix seconds when the gateway received the call; codecs stamp synthesized responses."""
     client_headers: Mapping[str, str] = field(default_factory=dict)
     """Client headers a passthrough codec forwards (e.g. `anthropic-beta`); lower-case names."""
+    continues: str | None = None
+    """The stored response whose conversation the gateway put into `body` (the Responses
+    `previous_response_id`, kept out of the body so no upstream is sent an id it never saw);
+    a translated Response echoes it."""
 
     @property
     def model_raw(self) -> msgspec.Raw:

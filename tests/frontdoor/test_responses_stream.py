@@ -285,7 +285,7 @@ class _Relay:
 
 def _relayed() -> ResponsesStream:
     call = responses_call(stream=True)
-    return ResponsesStream(call, echo_of(call.body, []), _Relay())
+    return ResponsesStream(call, echo_of(call, []), _Relay())
 
 
 def test_error_payload_from_the_chat_codec_raises() -> None:

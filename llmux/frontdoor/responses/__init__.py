@@ -44,13 +44,13 @@ class ResponsesOverChat:
         """The inner codec's chat completion, as a Response object."""
         translation = request.translate(call)
         completion, usage = self._inner.decode_response(translation.chat, body)
-        echo = response.echo_of(call.body, translation.tools)
+        echo = response.echo_of(call, translation.tools)
         return response.decode(call, echo, completion, usage), usage
 
     def stream_decoder(self, call: Call) -> ResponsesStream:
         """A fresh chunk -> Responses events translator around the inner codec's decoder."""
         translation = request.translate(call)
-        echo = response.echo_of(call.body, translation.tools)
+        echo = response.echo_of(call, translation.tools)
         return ResponsesStream(call, echo, self._inner.stream_decoder(translation.chat))
 
     def decode_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamError:

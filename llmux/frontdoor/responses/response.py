@@ -19,7 +19,7 @@ from llmux.errors import UpstreamProtocolError
 from llmux.frontdoor.responses.ids import function_call_id, item_id, response_id
 from llmux.frontdoor.responses.wire import FunctionTool
 from llmux.providers.base import Call
-from llmux.types import RawBody, Usage
+from llmux.types import Usage
 from llmux.wire.openai import encode
 from llmux.wire.openai_chat import ExtraContent
 
@@ -58,9 +58,12 @@ _NULL: Final = msgspec.Raw(b"null")
 _INCOMPLETE: Final = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
 
-def echo_of(body: RawBody, tools: list[FunctionTool]) -> Echo:
+def echo_of(call: Call, tools: list[FunctionTool]) -> Echo:
     """The echoed parameters: the client's own bytes, else the documented default."""
+    body = call.body
     fields: Echo = {name: body.get(name, default) for name, default in _DEFAULTS.items()}
+    if call.continues is not None:
+        fields["previous_response_id"] = call.continues
     user = body.get("user")
     if user is not None and user != _NULL:
         fields["user"] = user  # the spec's `user` is a string, never null: absent when unset
