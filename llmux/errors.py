@@ -31,7 +31,8 @@ Rendered exactly once, by `llmux.middleware.errors`, as
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 __all__ = [
     "AllDeploymentsCoolingDown",
@@ -307,11 +308,18 @@ class BudgetExceeded(LlmuxError):
     default_code = "budget_exceeded"
 
     def __init__(
-        self, message: str, *, headers: dict[str, str] | None = None, level: str = "key"
+        self,
+        message: str,
+        *,
+        headers: dict[str, str] | None = None,
+        level: str = "key",
+        event: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(message, headers={"x-should-retry": "false", **(headers or {})})
         self.level = level
         """Which budget refused (key, user, team, organization, end_user, ..._model)."""
+        self.event = event
+        """The refusing budget line and its amounts, for the audit log; never shown to clients."""
 
 
 class NoDeploymentAvailable(LlmuxError):

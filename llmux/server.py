@@ -136,7 +136,12 @@ async def _serve_call(request: web.Request, endpoint: Endpoint) -> web.StreamRes
     gate = request.app[GATE]
     principal = request.get(PRINCIPAL, ANONYMOUS)
     admission = await gate.admit(
-        principal.tenancy, call.model, call.body, runtime.deployments_of, runtime.costing
+        principal.tenancy,
+        call.model,
+        call.body,
+        runtime.deployments_of,
+        runtime.costing,
+        request_id=call.request_id,
     )
     if admission.model != call.model:
         call = replace(call, model=admission.model)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -26,6 +27,7 @@ from tests.helpers.governance import (
     governed_config,
     store_of,
 )
+from tests.helpers.manage import admin_call
 from tests.helpers.upstream import FakeUpstream
 
 NO_RESET_LOOP = "governance:\n  budgets:\n    reset_check_interval: 1h\n"
@@ -158,3 +160,50 @@ async def test_due_team_budget_reset_lets_its_keys_work_again(governed: Gateway)
     assert "team" in refused.json["error"]["message"]
     assert await governance_of(governed).reset_due_budgets(now) == 1
     assert (await chat(governed, key, "smart", max_tokens=10)).status == 200
+
+
+async def _budget_events(gateway: Gateway) -> list[dict[str, Any]]:
+    """The `budget_exceeded` entries of the audit log, as the admin API lists them."""
+    await governance_of(gateway).budget_events.close()  # every event written
+    reply = await admin_call(gateway, "GET", "/audit/logs", query={"action": "budget_exceeded"})
+    assert reply.status == 200, reply.body
+    entries: list[dict[str, Any]] = reply.json["audit_logs"]
+    return entries
+
+
+async def test_refusal_is_recorded_in_the_audit_log(governed: Gateway) -> None:
+    """A hard-budget refusal appends a `budget_exceeded` event naming the key and the amounts."""
+    key = await add_key(governed, max_budget=0.0002)
+    assert (await chat(governed, key, "smart", max_tokens=10)).status == 200
+    refused = await chat(governed, key, "smart", max_tokens=10)
+    (event,) = await _budget_events(governed)
+    assert (event["actor"], event["object_type"], event["object_id"]) == (
+        "gateway",
+        "key",
+        hash_key(key),
+    )
+    assert event["request_id"] == refused.headers["x-request-id"]
+    assert event["after"]["max_budget"] == 0.0002
+    assert event["after"]["spent"] == pytest.approx(0.000148)  # whole micro-dollars
+
+
+async def test_repeated_refusals_in_one_period_are_recorded_once(governed: Gateway) -> None:
+    """A client retrying against an exhausted budget adds one audit event, not one per call."""
+    key = await add_key(governed, max_budget=0.0002, spend=0.0002)
+    statuses = [(await chat(governed, key, "smart", max_tokens=10)).status for _ in range(5)]
+    assert statuses == [429] * 5
+    assert len(await _budget_events(governed)) == 1
+
+
+async def test_each_refusing_level_is_recorded_separately(governed: Gateway) -> None:
+    """Refusals by a team budget and by another key's budget are two events."""
+    await add_team(governed, "team-spent", max_budget=0.0001, spend=0.0001)
+    team_key = await add_key(governed, team_id="team-spent")
+    own_key = await add_key(governed, max_budget=0.0001, spend=0.0001)
+    assert (await chat(governed, team_key, "smart", max_tokens=10)).status == 429
+    assert (await chat(governed, own_key, "smart", max_tokens=10)).status == 429
+    events = await _budget_events(governed)
+    assert sorted((e["object_type"], e["object_id"]) for e in events) == [
+        ("key", hash_key(own_key)),
+        ("team", "team-spent"),
+    ]

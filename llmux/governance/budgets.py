@@ -137,7 +137,17 @@ def refusal(line: BudgetLine, spent: int, reserved: int, estimate: int) -> Budge
         message += f", ${reserved / MICROS_PER_USD:.4f} more is held by requests in progress"
     if estimate:
         message += f"; this request may cost up to ${estimate / MICROS_PER_USD:.4f}"
-    return BudgetExceeded(message + ".", level=line.level)
+    event = {
+        "level": line.level,
+        "subject": line.subject,
+        "model": line.model,
+        "period": line.period,
+        "max_budget": line.max_budget,
+        "spent": spent / MICROS_PER_USD,
+        "reserved": reserved / MICROS_PER_USD,
+        "estimate": estimate / MICROS_PER_USD,
+    }
+    return BudgetExceeded(message + ".", level=line.level, event=event)
 
 
 def start_hold(lines: Sequence[BudgetLine], estimate: float) -> Hold:

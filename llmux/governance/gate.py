@@ -31,6 +31,7 @@ import msgspec
 from redis.exceptions import RedisError
 
 from llmux.errors import BudgetExceeded, PermissionDenied, RateLimited, ServiceUnavailable
+from llmux.governance.budget_events import BudgetEvents
 from llmux.governance.budgets import BudgetLedger, BudgetLine, Hold, SoftBudgetCrossing
 from llmux.governance.costing import Costing
 from llmux.governance.durations import next_reset, parse_duration
@@ -104,8 +105,10 @@ class Gate:
         calendar_aligned: bool = False,
         fail_open: bool = True,
         clock: Callable[[], float] = time.time,
+        budget_events: BudgetEvents | None = None,
     ) -> None:
         self.resolver = resolver
+        self._budget_events = budget_events
         self._fail_open = fail_open
         self._limiter = limiter
         self._ledger = ledger
@@ -125,6 +128,7 @@ class Gate:
         body: dict[str, msgspec.Raw],
         deployments: Callable[[str], Sequence[str]],
         costing: Costing,
+        request_id: str | None = None,
     ) -> Admission:
         """Check and take what the call needs; raise 403 or 429 naming the level that refused."""
         if tenancy is not None:
@@ -158,6 +162,8 @@ class Gate:
                 admission.hold = await self._ledger.reserve(lines, estimate)
             except BudgetExceeded as refusal:
                 self._metrics.observe_budget_rejection(refusal.level)
+                if self._budget_events is not None:
+                    self._budget_events.report(refusal, request_id)
                 self._release(admission)
                 raise
             except (RedisError, OSError) as error:

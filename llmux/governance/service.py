@@ -19,6 +19,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from llmux.config.schema import Config
+from llmux.governance.budget_events import BudgetEvents
 from llmux.governance.budgets import BudgetLedger, LocalBudgetLedger
 from llmux.governance.durations import next_reset, parse_duration
 from llmux.governance.gate import Gate
@@ -107,6 +108,7 @@ class Governance:
             if spend.enabled
             else None
         )
+        self.budget_events = BudgetEvents(store)
         self.gate = Gate(
             self.resolver,
             self._limiter(),
@@ -115,6 +117,7 @@ class Governance:
             metrics,
             calendar_aligned=governance.budgets.calendar_aligned,
             fail_open=governance.rate_limits.fail_open,
+            budget_events=self.budget_events,
         )
         self._resets: asyncio.Task[None] | None = None
 
@@ -169,6 +172,7 @@ class Governance:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._resets
         await self.gate.close()
+        await self.budget_events.close()
         if self.writer is not None:
             await self.writer.close()
         await self.last_used.close()

@@ -278,6 +278,11 @@ class SqlStore(SqlRecords):
 
     # --- audit ----------------------------------------------------------------------------
 
+    async def add_audit(self, entry: AuditEntry) -> None:
+        """Append an event that changes no record."""
+        async with self._tx() as conn:
+            await self._write_audit(conn, entry, None, None)
+
     async def audit_log(
         self, filters: AuditFilter, *, page: int = 1, size: int = 50
     ) -> Page[AuditEntry]:

@@ -311,6 +311,11 @@ class Store(Protocol):
 
     # --- audit ----------------------------------------------------------------------------
 
+    async def add_audit(self, entry: AuditEntry) -> None:
+        """Append an event that changes no record (a budget refusal); `AlreadyExists` if its
+        id is taken. Mutations write theirs through `audit=` instead."""
+        ...
+
     async def audit_log(
         self, filters: AuditFilter, *, page: int = 1, size: int = 50
     ) -> Page[AuditEntry]:

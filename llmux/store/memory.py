@@ -440,6 +440,11 @@ class MemoryStore:
 
     # --- audit ----------------------------------------------------------------------------
 
+    async def add_audit(self, entry: AuditEntry) -> None:
+        """Append an event that changes no record."""
+        self._check_audit(entry)
+        self._record(entry, None, None)
+
     async def audit_log(
         self, filters: AuditFilter, *, page: int = 1, size: int = 50
     ) -> Page[AuditEntry]:

@@ -317,6 +317,22 @@ async def test_update_audit_records_before_and_after(store: Store) -> None:
     assert (stored.before["rpm_limit"], stored.after["rpm_limit"]) == (1, 2)
 
 
+async def test_added_event_is_listed_as_given(store: Store) -> None:
+    """An event appended on its own (no record changed) reads back unchanged."""
+    entry = audit("budget_exceeded", "t1", after={"spent": 1.5}, request_id="req-1")
+    await store.add_audit(entry)
+    assert await store.get_audit(entry.id) == entry
+
+
+async def test_added_event_with_a_taken_id_is_already_exists(store: Store) -> None:
+    """Appending an entry whose id is taken fails and keeps the first."""
+    entry = audit("budget_exceeded", "t1")
+    await store.add_audit(entry)
+    with pytest.raises(AlreadyExists):
+        await store.add_audit(msgspec.structs.replace(entry, action="other"))
+    assert (await store.audit_log(AuditFilter())).total == 1
+
+
 async def test_caller_supplied_audit_payload_is_kept(store: Store) -> None:
     """A before/after given by the caller is stored as given."""
     entry = audit(after={"redacted": True})
