@@ -181,27 +181,27 @@ async def test_context_length_exceeded_takes_the_context_window_fallback(
     assert reply.headers["x-llmux-deployment"] == "spare/backup"
 
 
-async def test_route_line_names_candidates_exclusions_and_pick(
+async def test_access_line_names_candidates_exclusions_and_pick(
     fakes: tuple[FakeUpstream, FakeUpstream, FakeUpstream], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """One info `route` line per request: group, strategy, candidates, exclusions, pick."""
+    """The one access line of a routed request: group, strategy, candidates, exclusions, pick."""
     one, two, spare = fakes
     async with running_gateway(
         config(one.url, two.url, spare.url, entry="context_window: 50")
     ) as gateway:
         reply = await chat(gateway, max_tokens=100)
-    routes = events(capsys.readouterr().out, "route")
-    assert len(routes) == 1
-    route = routes[0]
-    assert route["level"] == "info"
-    assert route["request_id"] == reply.headers["x-request-id"]
-    assert (route["group"], route["strategy"]) == ("gpt-4o-mini", "round-robin")
-    assert route["candidates"] == [TWO]
-    assert route["excluded"] == {ONE: "context_window"}
-    assert (route["deployment"], route["attempts"]) == (TWO, 1)
+    lines = events(capsys.readouterr().out, "request")
+    assert len(lines) == 1
+    line = lines[0]
+    assert line["level"] == "info"
+    assert line["request_id"] == reply.headers["x-request-id"]
+    assert (line["group"], line["strategy"]) == ("gpt-4o-mini", "round-robin")
+    assert line["candidates"] == [TWO]
+    assert line["excluded"] == {ONE: "context_window"}
+    assert (line["deployment"], line["attempts"], line["fallback_from"]) == (TWO, 1, None)
 
 
-async def test_route_line_names_capacity_exclusions(
+async def test_access_line_names_capacity_exclusions(
     fakes: tuple[FakeUpstream, FakeUpstream, FakeUpstream], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A deployment at its rpm limit is listed as excluded for `capacity`."""
@@ -209,21 +209,22 @@ async def test_route_line_names_capacity_exclusions(
     async with running_gateway(config(one.url, two.url, spare.url, entry="rpm: 1")) as gateway:
         await chat(gateway)
         await chat(gateway)
-    routes = events(capsys.readouterr().out, "route")
+    routes = events(capsys.readouterr().out, "request")
     assert routes[0]["deployment"] == ONE
     assert routes[1]["excluded"] == {ONE: "capacity"}
     assert routes[1]["deployment"] == TWO
 
 
-async def test_no_route_line_when_info_is_off(
+async def test_no_request_line_when_info_is_off(
     fakes: tuple[FakeUpstream, FakeUpstream, FakeUpstream],
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """Below info level the route line is neither built nor written."""
+    """Below info level neither the routing decision nor the access line is written."""
     one, two, spare = fakes
     monkeypatch.setattr("llmux.log._level", logging.WARNING)
-    async with running_gateway(config(one.url, two.url, spare.url)) as gateway:
+    quiet = config(one.url, two.url, spare.url) + "logging:\n  level: warning\n"
+    async with running_gateway(quiet) as gateway:
         reply = await chat(gateway)
     assert reply.status == 200
-    assert events(capsys.readouterr().out, "route") == []
+    assert events(capsys.readouterr().out, "request") == []

@@ -88,7 +88,7 @@ async def test_request_lines_carry_client_trace_id(
     request_id = reply.headers["x-request-id"]
     lines = of_request(log_lines(capsys.readouterr().out), request_id)
     events = {line["event"] for line in lines}
-    assert {"request", "route", "request_body", "response_body"} <= events
+    assert {"request", "request_body", "response_body"} <= events
     assert all(line["trace_id"] == CLIENT_TRACE for line in lines)
 
 
@@ -111,7 +111,7 @@ async def test_request_lines_carry_server_span_trace_id(
     server = next(span for span in exporter.get_finished_spans() if span.parent is None)
     assert server.context is not None
     lines = of_request(log_lines(capsys.readouterr().out), reply.headers["x-request-id"])
-    assert len(lines) >= 4
+    assert {line["event"] for line in lines} >= {"request", "request_body", "response_body"}
     assert {line["trace_id"] for line in lines} == {f"{server.context.trace_id:032x}"}
 
 

@@ -1,7 +1,7 @@
 """One call end to end: route -> encode -> send -> decode or relay -> usage; retries first.
 
 The only package where codecs and transports meet: `core` (the Dispatcher: retries,
-cooldowns, fallbacks), `relay` (streams), `records` (bindings, call records, the route line),
+cooldowns, fallbacks), `relay` (streams), `records` (bindings, call records, routing decisions),
 `estimates` (token estimates for routing).
 """
 

@@ -18,7 +18,7 @@ from typing import TypeVar
 
 from llmux.cooldown import Breaker, CooldownPolicy, counts_as_failure
 from llmux.dispatch.estimates import estimate, input_tokens, needed_tokens
-from llmux.dispatch.records import Binding, CallRecord, RouteTrace, log_route, start_trace
+from llmux.dispatch.records import Binding, CallRecord, RouteTrace, start_trace
 from llmux.dispatch.relay import OpenStream, first_frames
 from llmux.errors import (
     AllDeploymentsCoolingDown,
@@ -122,11 +122,7 @@ class Dispatcher:
         """
         if info_enabled():
             record.trace = RouteTrace()
-        try:
-            return await self._walk_groups(call, record, attempt)
-        finally:
-            if record.trace is not None and record.trace.group:
-                log_route(record)
+        return await self._walk_groups(call, record, attempt)
 
     async def _walk_groups(
         self, call: Call, record: CallRecord, attempt: Callable[[Call, Binding], Awaitable[T]]

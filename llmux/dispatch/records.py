@@ -1,7 +1,7 @@
 """Per-deployment bindings and per-call records: what dispatch works with and reports.
 
 `CallRecord` is what the access log, the response headers and the metrics read; `RouteTrace`
-is the last routing decision, logged as one `route` line.
+is the last routing decision, which the access line reports.
 """
 
 from __future__ import annotations
@@ -9,13 +9,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from llmux.log import hot_info
 from llmux.providers.base import Provider, Target
 from llmux.routing import Deployment
 from llmux.types import Usage
 from llmux.upstream.base import Timeouts, Transport
 
-__all__ = ["Binding", "CallRecord", "RouteTrace", "log_route", "start_trace"]
+__all__ = ["Binding", "CallRecord", "RouteTrace", "start_trace"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +48,7 @@ class CallRecord:
     fallback_from: str | None = None
     """The model group the client asked for, when a fallback group answered."""
     trace: RouteTrace | None = None
-    """The last routing decision, kept only while info logging is on (the `route` line)."""
+    """The last routing decision, kept only while info logging is on (for the access line)."""
 
 
 @dataclass(slots=True)
@@ -75,20 +74,3 @@ def start_trace(
     if len(able) < len(deployments):
         serving = {d.id for d in able}
         trace.excluded.update({d.id: "endpoint" for d in deployments if d.id not in serving})
-
-
-def log_route(record: CallRecord) -> None:
-    """Write the `route` line for the call's last routing decision."""
-    trace = record.trace
-    assert trace is not None
-    hot_info(
-        "route",
-        model=record.model,
-        group=trace.group,
-        strategy=trace.strategy,
-        candidates=trace.candidates,
-        excluded=trace.excluded,
-        deployment=record.deployment,
-        attempts=record.attempts,
-        fallback_from=record.fallback_from,
-    )

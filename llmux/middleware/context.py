@@ -113,7 +113,7 @@ def _access_fields(
     request: web.Request, record: CallRecord, status: int, elapsed: float, trace_id: str | None
 ) -> dict[str, object]:
     usage = record.usage
-    return {
+    fields: dict[str, object] = {
         "request_id": request[REQUEST_ID],
         "trace_id": trace_id,
         "method": request.method,
@@ -128,6 +128,15 @@ def _access_fields(
         "input_tokens": usage.input_tokens if usage else None,
         "output_tokens": usage.output_tokens if usage else None,
     }
+    trace = record.trace
+    if trace is not None and trace.group:
+        # The routing decision rides on the access line: one line per request, not two.
+        fields["group"] = trace.group
+        fields["strategy"] = trace.strategy
+        fields["candidates"] = trace.candidates
+        fields["excluded"] = trace.excluded
+        fields["fallback_from"] = record.fallback_from
+    return fields
 
 
 def _ms(seconds: float | None) -> float | None:

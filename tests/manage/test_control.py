@@ -162,17 +162,17 @@ async def test_clearing_a_cooldown_restores_traffic(gateway: Gateway) -> None:
     assert served == {ONE, TWO}
 
 
-async def test_route_line_names_cooldown_exclusions(
+async def test_access_line_names_cooldown_exclusions(
     pair: tuple[FakeUpstream, FakeUpstream],
 ) -> None:
-    """A manually cooled deployment is listed in the `route` line as excluded for `cooldown`."""
+    """A manually cooled deployment is listed in the access line as excluded for `cooldown`."""
     # The console format sends every line through structlog, where the test can capture it.
     text = config(pair[0].url, pair[1].url, extra="logging:\n  format: console\n")
     with structlog.testing.capture_logs() as events:
         async with running_gateway(text) as gateway:
             await admin_call(gateway, "POST", COOLDOWN, {"deployment": ONE, "seconds": 60})
             await chat(gateway)
-    route = next(event for event in events if event["event"] == "route")
+    route = next(event for event in events if event["event"] == "request")
     assert route["excluded"] == {ONE: "cooldown"}
     assert route["candidates"] == [TWO]
 
