@@ -8,6 +8,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -105,31 +108,52 @@ async def test_sigterm_drains_in_flight_stream(tmp_path: Path) -> None:
     assert exit_code == 0, log.read_text()
 
 
-async def test_workers_share_port_and_sum_metrics(tmp_path: Path) -> None:
-    """With --workers 2 both workers serve, /metrics counts every request once, SIGTERM exits 0."""
-    config = _write_config(tmp_path, "{latency: 300ms}")
+@dataclass(frozen=True)
+class _Workers:
+    """`llmux serve --workers 2`, ready, with a pooled client session."""
+
+    process: subprocess.Popen[bytes]
+    session: aiohttp.ClientSession
+    port: int
+    admin_port: int
+    pids: list[int]
+    log: Path
+
+    async def stop(self) -> int:
+        """SIGTERM the supervisor; its exit code once the workers drained."""
+        self.process.send_signal(signal.SIGTERM)
+        return await asyncio.to_thread(self.process.wait, 8.0)
+
+
+@asynccontextmanager
+async def _two_workers(tmp_path: Path, config: Path) -> AsyncIterator[_Workers]:
     port, admin_port = free_port(), free_port()
     log = tmp_path / "serve.log"
-    sent = 20
     args = [*_serve_args(config, port, admin_port), "--workers", "2"]
     with llmux_process(args, log) as process:
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(connector=connector, timeout=_BOUNDED) as session:
             await wait_ready(session, admin_port, process, log)
-            workers = await _listening_workers(process.pid, port, count=2)
-            url = f"http://127.0.0.1:{port}/v1/chat/completions"
-            statuses = await asyncio.gather(*(_post(session, url) for _ in range(sent)))
-            # The 20 pooled keep-alive connections are still open: see who accepted them.
-            serving = pids_connected(workers, port)
-            async with session.get(f"http://127.0.0.1:{admin_port}/metrics") as response:
-                exposition = await response.text()
-        process.send_signal(signal.SIGTERM)
-        exit_code = await asyncio.to_thread(process.wait, 8.0)
-        workers_left = [pid for pid in workers if is_running(pid)]
+            pids = await _listening_workers(process.pid, port, count=2)
+            yield _Workers(process, session, port, admin_port, pids, log)
+
+
+async def test_workers_share_port_and_sum_metrics(tmp_path: Path) -> None:
+    """With --workers 2 both workers serve, /metrics counts every request once, SIGTERM exits 0."""
+    sent = 20
+    async with _two_workers(tmp_path, _write_config(tmp_path, "{latency: 300ms}")) as run:
+        url = f"http://127.0.0.1:{run.port}/v1/chat/completions"
+        statuses = await asyncio.gather(*(_post(run.session, url) for _ in range(sent)))
+        # The 20 pooled keep-alive connections are still open: see who accepted them.
+        serving = pids_connected(run.pids, run.port)
+        async with run.session.get(f"http://127.0.0.1:{run.admin_port}/metrics") as response:
+            exposition = await response.text()
+        exit_code = await run.stop()
+        workers_left = [pid for pid in run.pids if is_running(pid)]
     assert statuses == [200] * sent
-    assert sorted(serving) == sorted(workers)
+    assert sorted(serving) == sorted(run.pids)
     assert _sum_samples(exposition, "llmux_requests_total") == sent
-    assert exit_code == 0, log.read_text()
+    assert exit_code == 0, run.log.read_text()
     assert workers_left == []
 
 
@@ -137,30 +161,21 @@ async def test_blocked_key_is_refused_by_every_worker(tmp_path: Path) -> None:
     """Standalone with --workers 2: a key blocked through one worker's admin port is refused by
     both workers within a second, though each had it cached (their key cache lasts 30 s)."""
     config = _write_config(tmp_path, "{latency: 0ms}", extra=f"auth: {{master_key: {MASTER_KEY}}}")
-    port, admin_port = free_port(), free_port()
-    log = tmp_path / "serve.log"
-    args = [*_serve_args(config, port, admin_port), "--workers", "2"]
     admin = {"Authorization": f"Bearer {MASTER_KEY}"}
-    with llmux_process(args, log) as process:
-        connector = aiohttp.TCPConnector(limit=0)
-        async with aiohttp.ClientSession(connector=connector, timeout=_BOUNDED) as session:
-            await wait_ready(session, admin_port, process, log)
-            workers = await _listening_workers(process.pid, port, count=2)
-            admin_url = f"http://127.0.0.1:{admin_port}"
-            async with session.post(f"{admin_url}/key/generate", json={}, headers=admin) as reply:
-                key = (await reply.json())["key"]
-            url = f"http://127.0.0.1:{port}/v1/chat/completions"
-            before = await _statuses(session, url, key, 20)
-            serving = pids_connected(workers, port)
-            async with session.post(
-                f"{admin_url}/key/block", json={"key": key}, headers=admin
-            ) as r:
-                blocked = r.status
-            after = await _statuses_once_settled(session, url, key, 20, within=1.0)
-        process.send_signal(signal.SIGTERM)
-        await asyncio.to_thread(process.wait, 8.0)
+    async with _two_workers(tmp_path, config) as run:
+        admin_url = f"http://127.0.0.1:{run.admin_port}"
+        async with run.session.post(f"{admin_url}/key/generate", json={}, headers=admin) as reply:
+            key = (await reply.json())["key"]
+        url = f"http://127.0.0.1:{run.port}/v1/chat/completions"
+        before = await _statuses(run.session, url, key, 20)
+        serving = pids_connected(run.pids, run.port)
+        block = {"key": key}
+        async with run.session.post(f"{admin_url}/key/block", json=block, headers=admin) as reply:
+            blocked = reply.status
+        after = await _statuses_once_settled(run.session, url, key, 20, within=1.0)
+        await run.stop()
     assert before == [200] * 20
-    assert sorted(serving) == sorted(workers)
+    assert sorted(serving) == sorted(run.pids)
     assert blocked == 200
     assert after == [401] * 20
 

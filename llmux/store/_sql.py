@@ -149,24 +149,23 @@ class SqlRecords(abc.ABC):
         self._block.reset(token)
         await block.end(None)
 
-    @asynccontextmanager
-    async def _tx(self) -> AsyncIterator[Conn]:
+    def _tx(self) -> AbstractAsyncContextManager[Conn]:
         """A write transaction: the task's `atomic()` block if it is in one, else its own."""
-        block = self._block.get()
-        if block is not None:
-            yield await block.connection()
-            return
-        async with self._begin() as conn:
-            yield conn
+        return self._block_or(self._begin)
+
+    def _read(self) -> AbstractAsyncContextManager[Conn]:
+        """A connection for reads; inside an `atomic()` block, the block's (it sees its writes)."""
+        return self._block_or(self._connect)
 
     @asynccontextmanager
-    async def _read(self) -> AsyncIterator[Conn]:
-        """A connection for reads; inside an `atomic()` block, the block's (it sees its writes)."""
+    async def _block_or(
+        self, fresh: Callable[[], AbstractAsyncContextManager[Conn]]
+    ) -> AsyncIterator[Conn]:
         block = self._block.get()
         if block is not None:
             yield await block.connection()
             return
-        async with self._connect() as conn:
+        async with fresh() as conn:
             yield conn
 
     @abc.abstractmethod

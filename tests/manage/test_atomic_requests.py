@@ -20,6 +20,7 @@ from tests.helpers.gateway import running_gateway
 from tests.helpers.governance import governed_config
 from tests.helpers.manage import POSTGRES_URL, admin_call
 from tests.helpers.upstream import FakeUpstream
+from tests.store.conftest import drop_schema
 
 
 @dataclass(frozen=True)
@@ -53,11 +54,7 @@ async def on_postgres(upstream: FakeUpstream) -> AsyncIterator[OnPostgres]:
         async with running_gateway(governed_config(upstream.url, extra=store)) as gateway:
             yield OnPostgres(gateway, schema)
     finally:
-        connection = await asyncpg.connect(POSTGRES_URL)
-        try:
-            await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await connection.close()
+        await drop_schema(schema)
 
 
 async def _audited_ids(gateway: Gateway) -> list[str]:
