@@ -69,6 +69,7 @@ class Reloader:
         self._build = build
         self._load = load
         self._lock = asyncio.Lock()
+        self._background: set[asyncio.Task[None]] = set()
 
     @property
     def path(self) -> str:
@@ -103,6 +104,20 @@ class Reloader:
             self._holder.current = self._build(loaded, current)
             _log_swap(current.loaded, loaded)
             return self.state()
+
+    def reload_soon(self) -> None:
+        """Reload in the background, for another process that reloaded on request."""
+        task = asyncio.create_task(self._reload_logged(), name="llmux-peer-reload")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _reload_logged(self) -> None:
+        try:
+            await self.reload()
+        except LlmuxError:
+            pass  # an invalid file: `_read` logged it, and the old config keeps serving
+        except Exception as error:  # a background task must not die with an unseen error
+            get_logger().warning("config_reload_failed", path=self.path, error=str(error))
 
     async def _read(self, path: str) -> LoadedConfig:
         try:

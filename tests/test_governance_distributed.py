@@ -10,13 +10,15 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type hints
 import pytest
 import redis.asyncio as aioredis
 
+from llmux.config import load_config
 from llmux.governance.keys import hash_key
 from llmux.serve import Gateway
 from llmux.store.records import Key
@@ -24,6 +26,7 @@ from tests.governance._outage import TcpProxy
 from tests.helpers.edge import eventually_async
 from tests.helpers.gateway import running_gateway
 from tests.helpers.governance import (
+    MASTER_KEY,
     add_key,
     chat,
     distributed_config,
@@ -31,6 +34,7 @@ from tests.helpers.governance import (
     spend_row,
     store_of,
 )
+from tests.helpers.manage import admin_call
 from tests.helpers.upstream import FakeUpstream
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -206,3 +210,40 @@ async def test_redis_down_fails_closed_with_503(
 ) -> None:
     """With `fail_open: false` a governed call is refused with 503 while Redis is down."""
     assert await _through_cut_redis(upstream, redis_prefix, pg_schema, fail_open=False) == 503
+
+
+async def test_reload_through_a_reloads_b_from_its_own_file(
+    upstream: FakeUpstream, redis_prefix: str, pg_schema: str, tmp_path: Path
+) -> None:
+    """A config reload asked of A is announced over Redis: B reloads its own file within 1 s
+    and serves the model the new file adds."""
+    paths = [tmp_path / "a.yaml", tmp_path / "b.yaml"]
+    for path in paths:  # one text each: each picks its own admin port
+        path.write_text(
+            distributed_config(upstream.url, redis_prefix=redis_prefix, pg_schema=pg_schema)
+        )
+    async with AsyncExitStack() as stack:
+        a, b = [await stack.enter_async_context(_from_file(path)) for path in paths]
+        before = (await chat(b, MASTER_KEY, "gpt-4.1-nano")).status
+        for path in paths:
+            path.write_text(path.read_text().replace(_MINI, _MINI + "      - gpt-4.1-nano\n"))
+        reloaded = await admin_call(a, "POST", "/control/config/reload", {})
+
+        async def b_serves_it() -> bool:
+            return (await chat(b, MASTER_KEY, "gpt-4.1-nano")).status == 200
+
+        served = await eventually_async(b_serves_it, within=1.0)
+    assert (before, reloaded.status, served) == (404, 200, True)
+
+
+_MINI = "      - gpt-4o-mini\n"
+
+
+@asynccontextmanager
+async def _from_file(path: Path) -> AsyncIterator[Gateway]:
+    gateway = Gateway(load_config(path))
+    await gateway.start()
+    try:
+        yield gateway
+    finally:
+        await gateway.stop()

@@ -180,12 +180,43 @@ async def test_blocked_key_is_refused_by_every_worker(tmp_path: Path) -> None:
     assert after == [401] * 20
 
 
-async def _statuses(session: aiohttp.ClientSession, url: str, key: str, count: int) -> list[int]:
-    """Statuses of `count` concurrent chat calls with `key` (pooled, so spread over workers)."""
+async def test_reload_through_one_worker_reloads_every_worker(tmp_path: Path) -> None:
+    """A config reload asked of one worker's admin port is applied by both workers: a model the
+    new file adds is served on every pooled connection within a second."""
+    config = _write_config(tmp_path, "{latency: 0ms}")
+    async with _two_workers(tmp_path, config) as run:
+        url = f"http://127.0.0.1:{run.port}/v1/chat/completions"
+        before = await _statuses(run.session, url, None, 20, model="mock-new")
+        serving = pids_connected(run.pids, run.port)
+        text = config.read_text().replace("models: [mock-gpt]", "models: [mock-gpt, mock-new]")
+        config.write_text(text)
+        reload_url = f"http://127.0.0.1:{run.admin_port}/control/config/reload"
+        async with run.session.post(reload_url, json={}) as reply:
+            reloaded = reply.status
+        after = await _statuses_once_settled(
+            run.session, url, None, 20, within=1.0, model="mock-new"
+        )
+        await run.stop()
+    assert sorted(serving) == sorted(run.pids)
+    assert set(before) == {404}
+    assert reloaded == 200
+    assert after == [200] * 20
+
+
+async def _statuses(
+    session: aiohttp.ClientSession,
+    url: str,
+    key: str | None,
+    count: int,
+    *,
+    model: str = "mock-gpt",
+) -> list[int]:
+    """Statuses of `count` concurrent chat calls (pooled, so spread over the workers)."""
+    headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
+    body = {**_CHAT, "model": model}
 
     async def one() -> int:
-        headers = {"Authorization": f"Bearer {key}"}
-        async with session.post(url, json=_CHAT, headers=headers) as response:
+        async with session.post(url, json=body, headers=headers) as response:
             await response.read()
             return response.status
 
@@ -193,12 +224,18 @@ async def _statuses(session: aiohttp.ClientSession, url: str, key: str, count: i
 
 
 async def _statuses_once_settled(
-    session: aiohttp.ClientSession, url: str, key: str, count: int, *, within: float
+    session: aiohttp.ClientSession,
+    url: str,
+    key: str | None,
+    count: int,
+    *,
+    within: float,
+    model: str = "mock-gpt",
 ) -> list[int]:
     """`_statuses` until they all agree, for at most `within` seconds; the last ones seen."""
     deadline = time.monotonic() + within
     while True:
-        statuses = await _statuses(session, url, key, count)
+        statuses = await _statuses(session, url, key, count, model=model)
         if len(set(statuses)) == 1 or time.monotonic() > deadline:
             return statuses
         await asyncio.sleep(0.05)

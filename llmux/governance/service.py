@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,16 +40,30 @@ __all__ = ["ENTITIES_CHANGED", "Governance"]
 ENTITIES_CHANGED = "*entities*"
 """The invalidation message for "some user, team, organization or budget changed"."""
 
+_RELOADED = "*reloaded*:"
+"""Prefix of the message "the gateway <origin> reloaded its config from its file"."""
+
 _REDIS_POOL = 64
 """Connections to Redis per process for limits, budgets and invalidations."""
 
 
 class _Fanout:
-    """The key invalidation bus, also carrying entity invalidations to the tenancy resolver."""
+    """The key invalidation bus, also carrying entity invalidations to the tenancy resolver
+    and other processes' config reloads to `on_reload`."""
 
-    def __init__(self, inner: InvalidationBus, on_entities: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        inner: InvalidationBus,
+        on_entities: Callable[[], None],
+        on_reload: Callable[[], None],
+    ) -> None:
         self._inner = inner
         self._on_entities = on_entities
+        self._on_reload = on_reload
+        # Pids repeat across hosts and containers: a random id tells this gateway's own
+        # announcements apart from the others'.
+        self.reloaded = _RELOADED + uuid.uuid4().hex
+        """The message this gateway publishes after reloading on request."""
 
     @property
     def epoch(self) -> int | None:
@@ -58,6 +73,9 @@ class _Fanout:
         def route(message: str) -> None:
             if message == ENTITIES_CHANGED:
                 self._on_entities()
+            elif message.startswith(_RELOADED):
+                if message != self.reloaded:
+                    self._on_reload()
             else:
                 on_message(message)
 
@@ -85,6 +103,8 @@ class Governance:
         if self.distributed:
             self.redis = _redis_client(config)
         self.entities = EntityCache(store, ttl=auth.key_cache_ttl, stale_ttl=auth.stale_key_ttl)
+        self.on_peer_reload: Callable[[], None] | None = None
+        """Called when another process of this deployment reloaded its config on request."""
         self._bus = self._invalidation_bus()
         self.keys = KeyCache(
             store, ttl=auth.key_cache_ttl, stale_ttl=auth.stale_key_ttl, bus=self._bus
@@ -121,14 +141,20 @@ class Governance:
         )
         self._resets: asyncio.Task[None] | None = None
 
-    def _invalidation_bus(self) -> InvalidationBus | None:
+    def _invalidation_bus(self) -> _Fanout | None:
         """Redis across replicas; else the supervisor's bus across `--workers`; else none."""
         inner: InvalidationBus | None
         if self.redis is not None:
             inner = RedisInvalidationBus(self.redis, self._config.redis.key_prefix)
         else:
             inner = worker_bus_from_env()
-        return None if inner is None else _Fanout(inner, self._entities_changed)
+        if inner is None:
+            return None
+        return _Fanout(inner, self._entities_changed, self._peer_reloaded)
+
+    def _peer_reloaded(self) -> None:
+        if self.on_peer_reload is not None:
+            self.on_peer_reload()
 
     def _limiter(self) -> RateLimiter:
         if self.redis is None:
@@ -184,6 +210,11 @@ class Governance:
     async def invalidate_key(self, token: str) -> None:
         """A key changed: drop it here and on every replica."""
         await self.keys.publish_invalidation(token)
+
+    async def announce_reload(self) -> None:
+        """Ask every other process (`--workers`, or replicas sharing Redis) to reload too."""
+        if self._bus is not None:
+            await self._bus.publish(self._bus.reloaded)
 
     async def invalidate_entities(self) -> None:
         """A user, team, organization, end user or budget changed: rebuild every tenancy."""

@@ -5,7 +5,9 @@ text) and `loaded_at` (readers of everything). `POST /control/config/reload` re-
 and swaps the runtime (`llmux.reload`; `proxy_admin` only): with `expected_checksum` it reloads
 only while that checksum is still the one serving (409 otherwise), so two operators cannot
 overwrite each other's reload unknowingly. An invalid file is a 400 carrying the loader's
-`file:line: key: problem` text, and the old config keeps serving.
+`file:line: key: problem` text, and the old config keeps serving. A successful reload asks every
+other process to reload its own file too: the other workers of `llmux serve --workers N`, and in
+distributed mode the replicas sharing Redis.
 """
 
 from __future__ import annotations
@@ -66,4 +68,6 @@ async def config_state(ctx: Ctx, _: None) -> ConfigState:
 async def reload_config(ctx: Ctx, body: ReloadBody) -> ConfigState:
     """Reload the config file; the new serving state."""
     require(ctx.actor.is_admin, "the proxy_admin role")
-    return await _reloader(ctx).reload(body.expected_checksum)
+    state = await _reloader(ctx).reload(body.expected_checksum)
+    ctx.announce_reload()
+    return state

@@ -65,12 +65,15 @@ class _Invalidations:
 
     keys: set[str] = field(default_factory=set)
     entities: bool = False
+    config: bool = False
 
     async def publish(self, governance: Governance) -> None:
         for token in sorted(self.keys):
             await governance.invalidate_key(token)
         if self.entities:
             await governance.invalidate_entities()
+        if self.config:
+            await governance.announce_reload()
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +93,10 @@ class Ctx:
     def invalidate_entities(self) -> None:
         """Rebuild every replica's tenancy (users, teams, orgs, end users, budgets) on commit."""
         self._invalidations.entities = True
+
+    def announce_reload(self) -> None:
+        """Have every other process reload its config file once this request succeeds."""
+        self._invalidations.config = True
 
     @property
     def calendar_aligned(self) -> bool:
