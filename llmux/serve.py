@@ -156,7 +156,7 @@ class Gateway:
             build_runtime(self.loaded, self._http, self.metrics, self.redis)
         )
         self.reloader = Reloader(holder, self._rebuild)
-        self.governance.on_peer_reload = self.reloader.reload_soon
+        self.governance.peers.attach(self.reloader, holder)
         gateway = create_app(
             holder, self.metrics, self.lifecycle, self.access_log, self.store, self.governance
         )

@@ -201,6 +201,58 @@ async def test_reload_through_one_worker_reloads_every_worker(tmp_path: Path) ->
     assert set(before) == {404}
     assert reloaded == 200
     assert after == [200] * 20
+    # Once per worker: the one asked does not repeat its own announcement.
+    assert run.log.read_text().count('"event":"config_reloaded"') == 2, run.log.read_text()
+
+
+async def test_cooldown_through_one_worker_cools_every_worker(tmp_path: Path) -> None:
+    """A manual cooldown asked of one worker's admin port is applied by both workers: every
+    pooled connection's calls go to the other deployment within a second."""
+    config = tmp_path / "llmux.yaml"
+    config.write_text(_TWO_MOCKS.format(store=tmp_path / "llmux.db"))
+    async with _two_workers(tmp_path, config) as run:
+        url = f"http://127.0.0.1:{run.port}/v1/chat/completions"
+        before = await _deployments(run, url)
+        serving = pids_connected(run.pids, run.port)
+        cooldown = {"deployment": "first/mock-gpt", "seconds": 60}
+        admin_url = f"http://127.0.0.1:{run.admin_port}/control/deployments/cooldown"
+        async with run.session.post(admin_url, json=cooldown) as reply:
+            cooled = reply.status
+        deadline = time.monotonic() + 1.0
+        while "first/mock-gpt" in (picked := await _deployments(run, url)):
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
+        await run.stop()
+    assert before == {"first/mock-gpt", "second/mock-gpt"}
+    assert sorted(serving) == sorted(run.pids)
+    assert cooled == 200
+    assert picked == {"second/mock-gpt"}
+
+
+_TWO_MOCKS = """
+server:
+  host: 127.0.0.1
+  shutdown_grace: 5s
+providers:
+  - {{name: first, type: mock, models: [mock-gpt], mock: {{latency: 0ms}}}}
+  - {{name: second, type: mock, models: [mock-gpt], mock: {{latency: 0ms}}}}
+logging:
+  access_log: false
+store:
+  url: sqlite://{store}
+"""
+
+
+async def _deployments(run: _Workers, url: str) -> set[str]:
+    """The deployments that answered 20 concurrent pooled calls."""
+
+    async def one() -> str:
+        async with run.session.post(url, json=_CHAT) as response:
+            await response.read()
+            return response.headers.get("x-llmux-deployment", "")
+
+    return set(await asyncio.gather(*(one() for _ in range(20))))
 
 
 async def _statuses(

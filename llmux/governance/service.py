@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +31,7 @@ from llmux.governance.spend import SpendWriter
 from llmux.governance.tenancy import EntityCache, TenancyResolver
 from llmux.log import get_logger
 from llmux.metrics import Metrics
+from llmux.peers import PEER_PREFIX, Peers
 from llmux.store.base import Store, StoreError
 from llmux.workerbus import worker_bus_from_env
 
@@ -40,30 +40,23 @@ __all__ = ["ENTITIES_CHANGED", "Governance"]
 ENTITIES_CHANGED = "*entities*"
 """The invalidation message for "some user, team, organization or budget changed"."""
 
-_RELOADED = "*reloaded*:"
-"""Prefix of the message "the gateway <origin> reloaded its config from its file"."""
-
 _REDIS_POOL = 64
 """Connections to Redis per process for limits, budgets and invalidations."""
 
 
 class _Fanout:
     """The key invalidation bus, also carrying entity invalidations to the tenancy resolver
-    and other processes' config reloads to `on_reload`."""
+    and other processes' admin actions to `llmux.peers`."""
 
     def __init__(
         self,
         inner: InvalidationBus,
         on_entities: Callable[[], None],
-        on_reload: Callable[[], None],
+        on_peer: Callable[[str], None],
     ) -> None:
         self._inner = inner
         self._on_entities = on_entities
-        self._on_reload = on_reload
-        # Pids repeat across hosts and containers: a random id tells this gateway's own
-        # announcements apart from the others'.
-        self.reloaded = _RELOADED + uuid.uuid4().hex
-        """The message this gateway publishes after reloading on request."""
+        self._on_peer = on_peer
 
     @property
     def epoch(self) -> int | None:
@@ -73,9 +66,8 @@ class _Fanout:
         def route(message: str) -> None:
             if message == ENTITIES_CHANGED:
                 self._on_entities()
-            elif message.startswith(_RELOADED):
-                if message != self.reloaded:
-                    self._on_reload()
+            elif message.startswith(PEER_PREFIX):
+                self._on_peer(message)
             else:
                 on_message(message)
 
@@ -103,8 +95,8 @@ class Governance:
         if self.distributed:
             self.redis = _redis_client(config)
         self.entities = EntityCache(store, ttl=auth.key_cache_ttl, stale_ttl=auth.stale_key_ttl)
-        self.on_peer_reload: Callable[[], None] | None = None
-        """Called when another process of this deployment reloaded its config on request."""
+        self.peers = Peers()
+        """Admin actions other processes announce, repeated here (see `llmux.peers`)."""
         self._bus = self._invalidation_bus()
         self.keys = KeyCache(
             store, ttl=auth.key_cache_ttl, stale_ttl=auth.stale_key_ttl, bus=self._bus
@@ -150,11 +142,7 @@ class Governance:
             inner = worker_bus_from_env()
         if inner is None:
             return None
-        return _Fanout(inner, self._entities_changed, self._peer_reloaded)
-
-    def _peer_reloaded(self) -> None:
-        if self.on_peer_reload is not None:
-            self.on_peer_reload()
+        return _Fanout(inner, self._entities_changed, self.peers.received)
 
     def _limiter(self) -> RateLimiter:
         if self.redis is None:
@@ -211,10 +199,11 @@ class Governance:
         """A key changed: drop it here and on every replica."""
         await self.keys.publish_invalidation(token)
 
-    async def announce_reload(self) -> None:
-        """Ask every other process (`--workers`, or replicas sharing Redis) to reload too."""
+    async def announce(self, message: str) -> None:
+        """Have every other process (`--workers`, replicas sharing Redis) repeat an admin
+        action (a message from `self.peers`)."""
         if self._bus is not None:
-            await self._bus.publish(self._bus.reloaded)
+            await self._bus.publish(message)
 
     async def invalidate_entities(self) -> None:
         """A user, team, organization, end user or budget changed: rebuild every tenancy."""

@@ -69,5 +69,5 @@ async def reload_config(ctx: Ctx, body: ReloadBody) -> ConfigState:
     """Reload the config file; the new serving state."""
     require(ctx.actor.is_admin, "the proxy_admin role")
     state = await _reloader(ctx).reload(body.expected_checksum)
-    ctx.announce_reload()
+    ctx.announce(ctx.governance.peers.reload())
     return state

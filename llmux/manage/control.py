@@ -5,8 +5,9 @@ latency and TTFT averages and rpm/tpm use in the current window (readers of ever
 `proxy_admin`, `proxy_admin_viewer`). `POST /control/deployments/cooldown` takes
 `{"deployment": id, "seconds": N}` (cool it for N seconds, then half-open as usual) or
 `{"deployment": id, "clear": true}` (healthy at once); `proxy_admin` only. Both act on the
-runtime serving now; a reload keeps the state of unchanged deployments. With several workers
-each call reaches one worker's state.
+runtime serving now; a reload keeps the state of unchanged deployments. A cooldown set here is
+announced to the other processes (`--workers`, replicas sharing Redis), which apply it to their
+own breakers (`llmux.peers`); the listing shows the state of the process that answers.
 """
 
 from __future__ import annotations
@@ -139,6 +140,7 @@ async def set_cooldown(ctx: Ctx, body: CooldownBody) -> DeploymentView:
         breaker.clear(found.id)
     else:
         breaker.force_cooldown(found.id, seconds)
+    ctx.announce(ctx.governance.peers.cooldown(found.id, seconds))
     return _view(runtime, found)
 
 

@@ -65,15 +65,15 @@ class _Invalidations:
 
     keys: set[str] = field(default_factory=set)
     entities: bool = False
-    config: bool = False
+    announcements: list[str] = field(default_factory=list)
 
     async def publish(self, governance: Governance) -> None:
         for token in sorted(self.keys):
             await governance.invalidate_key(token)
         if self.entities:
             await governance.invalidate_entities()
-        if self.config:
-            await governance.announce_reload()
+        for message in self.announcements:
+            await governance.announce(message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,9 +94,10 @@ class Ctx:
         """Rebuild every replica's tenancy (users, teams, orgs, end users, budgets) on commit."""
         self._invalidations.entities = True
 
-    def announce_reload(self) -> None:
-        """Have every other process reload its config file once this request succeeds."""
-        self._invalidations.config = True
+    def announce(self, message: str) -> None:
+        """Have every other process repeat this request's action (a `governance.peers`
+        message) once the request succeeds."""
+        self._invalidations.announcements.append(message)
 
     @property
     def calendar_aligned(self) -> bool:
