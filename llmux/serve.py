@@ -332,8 +332,8 @@ class _Supervisor:
             )
         directory = tempfile.mkdtemp(prefix="llmux-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
-        # Workers inherit the environment: the bus carries key and tenancy invalidations
-        # between them when there is no Redis to do it (see llmux.workerbus).
+        # Workers inherit the environment: the bus carries key and tenancy invalidations and
+        # announced admin actions between them when there is no Redis (see llmux.workerbus).
         bus = tempfile.mkdtemp(prefix="llmux-bus-")
         os.environ[WORKER_BUS_ENV] = bus
         signal.signal(signal.SIGTERM, self._on_signal)

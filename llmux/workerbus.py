@@ -1,12 +1,14 @@
-"""Invalidations between the workers of one `llmux serve --workers N` without Redis.
+"""The message bus between the workers of one `llmux serve --workers N` without Redis.
 
 Each worker caches keys and tenancies in its own memory, and an admin call reaches only one
 worker. In distributed mode Redis pub/sub tells every replica; standalone, the supervisor
 creates a directory and names it in `LLMUX_WORKER_BUS`, each worker binds a Unix datagram
 socket `<pid>.sock` in it, and a publish sends the message to every socket there, the
-sender's own included. Local datagrams are not lost while the receiver keeps up; one that is
-(a receive buffer full of thousands of invalidations) still expires at `auth.key_cache_ttl`.
-The bus satisfies `llmux.governance.keycache.InvalidationBus`.
+sender's own included. It carries key and tenancy invalidations and the admin actions other
+workers repeat (`llmux.peers`: config reloads, manual cooldowns). Local datagrams are not lost
+while the receiver keeps up; an invalidation that is (a receive buffer full of thousands)
+still expires at `auth.key_cache_ttl`. The bus satisfies
+`llmux.governance.keycache.InvalidationBus`.
 """
 
 from __future__ import annotations
