@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,13 +18,12 @@ import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type hints
 import pytest
 import redis.asyncio as aioredis
 
-from llmux.config import load_config
 from llmux.governance.keys import hash_key
 from llmux.serve import Gateway
 from llmux.store.records import Key
 from tests.governance._outage import TcpProxy
 from tests.helpers.edge import eventually_async
-from tests.helpers.gateway import running_gateway
+from tests.helpers.gateway import gateway_from, running_gateway
 from tests.helpers.governance import (
     MASTER_KEY,
     add_key,
@@ -223,7 +222,7 @@ async def test_reload_through_a_reloads_b_from_its_own_file(
             distributed_config(upstream.url, redis_prefix=redis_prefix, pg_schema=pg_schema)
         )
     async with AsyncExitStack() as stack:
-        a, b = [await stack.enter_async_context(_from_file(path)) for path in paths]
+        a, b = [await stack.enter_async_context(gateway_from(path)) for path in paths]
         before = (await chat(b, MASTER_KEY, "gpt-4.1-nano")).status
         for path in paths:
             path.write_text(path.read_text().replace(_MINI, _MINI + "      - gpt-4.1-nano\n"))
@@ -237,13 +236,3 @@ async def test_reload_through_a_reloads_b_from_its_own_file(
 
 
 _MINI = "      - gpt-4o-mini\n"
-
-
-@asynccontextmanager
-async def _from_file(path: Path) -> AsyncIterator[Gateway]:
-    gateway = Gateway(load_config(path))
-    await gateway.start()
-    try:
-        yield gateway
-    finally:
-        await gateway.stop()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
-from llmux.config import parse_config
+from llmux.config import load_config, parse_config
 from llmux.serve import Gateway
 from tests.helpers.ports import free_port
 
@@ -67,6 +68,17 @@ async def running_gateway(config_text: str) -> AsyncIterator[Gateway]:
         config_text += "\nstore: {url: 'memory://'}\n"
     loaded = parse_config(config_text, "test.yaml", {})
     gateway = Gateway(loaded)
+    await gateway.start()
+    try:
+        yield gateway
+    finally:
+        await gateway.stop()
+
+
+@asynccontextmanager
+async def gateway_from(path: Path) -> AsyncIterator[Gateway]:
+    """A gateway started from the config file at `path` (so reloads can re-read it)."""
+    gateway = Gateway(load_config(path))
     await gateway.start()
     try:
         yield gateway

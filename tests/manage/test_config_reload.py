@@ -7,7 +7,6 @@ import asyncio
 import hashlib
 import json
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -16,10 +15,10 @@ import pytest
 import structlog
 from aiohttp import web
 
-from llmux.config import load_config
 from llmux.reload import ConfigWatcher
 from llmux.serve import Gateway
 from tests.helpers.edge import RawReply, data_payloads, eventually_async, raw_request
+from tests.helpers.gateway import gateway_from
 from tests.helpers.governance import MASTER_KEY
 from tests.helpers.manage import actor_key, admin_call
 from tests.helpers.ports import free_port
@@ -87,17 +86,6 @@ def config_text(providers: dict[str, tuple[str, str]], *, watch: bool = False) -
         f"auth:\n  master_key: {MASTER_KEY}\n"
         "store: {url: 'memory://'}\n"
     )
-
-
-@asynccontextmanager
-async def gateway_from(path: Path) -> AsyncIterator[Gateway]:
-    """A gateway started from the config file at `path` (so reloads can re-read it)."""
-    gateway = Gateway(load_config(path))
-    await gateway.start()
-    try:
-        yield gateway
-    finally:
-        await gateway.stop()
 
 
 @pytest.fixture
