@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
@@ -27,6 +28,8 @@ from llmux.store.records import utcnow
 __all__ = ["SqliteStore"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_WAL_RETRY = 0.02
+"""Seconds between tries to switch a busy file to WAL."""
 _MICROSECOND = timedelta(microseconds=1)
 
 
@@ -56,6 +59,23 @@ def _taken(exc: sqlite3.IntegrityError) -> Exception:
     _, _, where = str(exc).partition("UNIQUE constraint failed: ")
     field = where.rpartition(".")[2]
     return ValueTaken(field, None) if field in UNIQUE_INDEXES.values() else exc
+
+
+async def _enter_wal(db: aiosqlite.Connection, patience: float) -> None:
+    """Switch the file to WAL, waiting up to `patience` seconds for another process.
+
+    Workers of `llmux serve --workers N` open a new file together: the switch needs the file
+    to itself and fails at once (no busy handler) while another connection holds it.
+    """
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            await db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc).lower() or time.monotonic() >= deadline:
+                raise
+        await asyncio.sleep(_WAL_RETRY)
 
 
 class _SqliteConn:
@@ -103,9 +123,14 @@ class SqliteStore(SqlStore):
             db = await aiosqlite.connect(path, isolation_level=None)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open SQLite database {path!r}: {exc}") from exc
-        await db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        await db.execute("PRAGMA journal_mode = WAL")
-        await db.execute("PRAGMA synchronous = NORMAL")
+        try:
+            await db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            await _enter_wal(db, busy_timeout_ms / 1000)
+            await db.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.Error as exc:
+            # The connection's thread would keep the process alive: close it before raising.
+            await db.close()
+            raise StoreUnavailable(f"cannot open SQLite database {path!r}: {exc}") from exc
         return cls(db, clock=clock)
 
     async def close(self) -> None:
