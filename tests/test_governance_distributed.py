@@ -214,8 +214,8 @@ async def test_redis_down_fails_closed_with_503(
 async def test_reload_through_a_reloads_b_from_its_own_file(
     upstream: FakeUpstream, redis_prefix: str, pg_schema: str, tmp_path: Path
 ) -> None:
-    """A config reload asked of A is announced over Redis: B reloads its own file within 1 s
-    and serves the model the new file adds."""
+    """A config reload asked of A is announced over Redis: B reloads its own file within
+    seconds and serves the model the new file adds."""
     paths = [tmp_path / "a.yaml", tmp_path / "b.yaml"]
     for path in paths:  # one text each: each picks its own admin port
         path.write_text(
@@ -231,7 +231,7 @@ async def test_reload_through_a_reloads_b_from_its_own_file(
         async def b_serves_it() -> bool:
             return (await chat(b, MASTER_KEY, "gpt-4.1-nano")).status == 200
 
-        served = await eventually_async(b_serves_it, within=1.0)
+        served = await eventually_async(b_serves_it, within=3.0)
     assert (before, reloaded.status, served) == (404, 200, True)
 
 

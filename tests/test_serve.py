@@ -39,6 +39,9 @@ _CHAT_STREAM = {
 _CHAT = {"model": "mock-gpt", "messages": [{"role": "user", "content": "Hi"}]}
 _BOUNDED = aiohttp.ClientTimeout(total=10)
 """No client call in these tests may wait longer than this."""
+_SETTLE = 3.0
+"""Seconds an announced reload or cooldown may take to show on every worker (no spec bound;
+room for a loaded CI machine. Key revocation keeps its 1 s bound)."""
 
 
 def _write_config(tmp_path: Path, mock: str, *, extra: str = "") -> Path:
@@ -182,7 +185,7 @@ async def test_blocked_key_is_refused_by_every_worker(tmp_path: Path) -> None:
 
 async def test_reload_through_one_worker_reloads_every_worker(tmp_path: Path) -> None:
     """A config reload asked of one worker's admin port is applied by both workers: a model the
-    new file adds is served on every pooled connection within a second."""
+    new file adds is served on every pooled connection within seconds."""
     config = _write_config(tmp_path, "{latency: 0ms}")
     async with _two_workers(tmp_path, config) as run:
         url = f"http://127.0.0.1:{run.port}/v1/chat/completions"
@@ -194,7 +197,7 @@ async def test_reload_through_one_worker_reloads_every_worker(tmp_path: Path) ->
         async with run.session.post(reload_url, json={}) as reply:
             reloaded = reply.status
         after = await _statuses_once_settled(
-            run.session, url, None, 20, within=1.0, model="mock-new"
+            run.session, url, None, 20, within=_SETTLE, model="mock-new"
         )
         await run.stop()
     assert sorted(serving) == sorted(run.pids)
@@ -207,7 +210,7 @@ async def test_reload_through_one_worker_reloads_every_worker(tmp_path: Path) ->
 
 async def test_cooldown_through_one_worker_cools_every_worker(tmp_path: Path) -> None:
     """A manual cooldown asked of one worker's admin port is applied by both workers: every
-    pooled connection's calls go to the other deployment within a second."""
+    pooled connection's calls go to the other deployment within seconds."""
     config = tmp_path / "llmux.yaml"
     config.write_text(_TWO_MOCKS.format(store=tmp_path / "llmux.db"))
     async with _two_workers(tmp_path, config) as run:
@@ -218,7 +221,7 @@ async def test_cooldown_through_one_worker_cools_every_worker(tmp_path: Path) ->
         admin_url = f"http://127.0.0.1:{run.admin_port}/control/deployments/cooldown"
         async with run.session.post(admin_url, json=cooldown) as reply:
             cooled = reply.status
-        deadline = time.monotonic() + 1.0
+        deadline = time.monotonic() + _SETTLE
         while "first/mock-gpt" in (picked := await _deployments(run, url)):
             if time.monotonic() > deadline:
                 break
