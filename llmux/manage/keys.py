@@ -38,13 +38,12 @@ from llmux.manage.key_access import (
     visible_key,
 )
 from llmux.manage.keys_common import (
-    budget_reset_at,
     check_alias,
-    check_model_budget,
     collect,
     issue_key,
     page_count,
     parse_field_duration,
+    settings_changes,
 )
 from llmux.manage.keys_wire import (
     DeletedKeys,
@@ -306,20 +305,11 @@ _DIRECT: Final = (
 
 def _changes(ctx: Ctx, settings: KeySettings) -> dict[str, Any]:
     """The `Key` fields the request sets, durations turned into instants."""
-    changes = {
-        name: value
-        for name in _DIRECT
-        if not isinstance(value := getattr(settings, name), UnsetType)
-    }
     now = utcnow()
+    expiry = {}
     if not isinstance(settings.duration, UnsetType):
-        changes["expires"] = _expiry(settings.duration, now)
-    if not isinstance(settings.budget_duration, UnsetType):
-        changes["budget_duration"] = settings.budget_duration
-        changes["budget_reset_at"] = budget_reset_at(ctx, settings.budget_duration, now)
-    for model, budget in changes.get("model_max_budget", {}).items():
-        check_model_budget(model, budget)
-    return changes
+        expiry["expires"] = _expiry(settings.duration, now)
+    return {**settings_changes(ctx, settings, _DIRECT, now), **expiry}
 
 
 def _expiry(duration: str | None, now: datetime) -> datetime | None:

@@ -7,9 +7,9 @@ per-model budgets, list records page by page, and create keys (checking the alia
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 import msgspec
 
@@ -28,6 +28,7 @@ __all__ = [
     "issue_key",
     "page_count",
     "parse_field_duration",
+    "settings_changes",
 ]
 
 E = TypeVar("E", bound=Entity)
@@ -73,6 +74,25 @@ async def check_alias(store: Store, alias: str, token: str | None) -> None:
     holder = await store.get_key_by_alias(alias)
     if holder is not None and holder.token != token:
         raise Conflict(f"The key alias '{alias}' is already taken.", param="key_alias")
+
+
+def settings_changes(
+    ctx: Ctx, settings: msgspec.Struct, fields: Iterable[str], now: datetime
+) -> dict[str, Any]:
+    """The `fields` a key or user request sets, plus `budget_duration` with the end of its first
+    period (`budget_reset_at`); every `model_max_budget` entry checked (422)."""
+    changes = {
+        name: value
+        for name in fields
+        if not isinstance(value := getattr(settings, name), msgspec.UnsetType)
+    }
+    budget_duration = getattr(settings, "budget_duration", msgspec.UNSET)
+    if not isinstance(budget_duration, msgspec.UnsetType):
+        changes["budget_duration"] = budget_duration
+        changes["budget_reset_at"] = budget_reset_at(ctx, budget_duration, now)
+    for model, budget in changes.get("model_max_budget", {}).items():
+        check_model_budget(model, budget)
+    return changes
 
 
 def check_model_budget(model: str, budget: ModelBudget) -> None:

@@ -29,7 +29,7 @@ from llmux.manage.budgets import (
 )
 from llmux.manage.lookups import visible_org
 from llmux.manage.routes import Ctx, endpoint
-from llmux.manage.teams import ensure_user, find_user, require_who
+from llmux.manage.teams import ensure_user, find_user, member_id, require_who
 from llmux.store.base import AlreadyExists
 from llmux.store.records import Key, Organization, OrgMembership, OrgRole, Team, User
 
@@ -149,10 +149,6 @@ async def _view(ctx: Ctx, org: Organization) -> OrgView:
     return OrgView(**msgspec.structs.asdict(org), members=members, teams=visible)
 
 
-async def _changed(ctx: Ctx) -> None:
-    ctx.invalidate_entities()
-
-
 # --- organizations ----------------------------------------------------------------------------
 
 
@@ -179,7 +175,7 @@ async def new_org(ctx: Ctx, body: NewOrgRequest) -> OrgView:
         raise Conflict(
             f"Organization '{org_id}' already exists.", param="organization_id"
         ) from None
-    await _changed(ctx)
+    ctx.invalidate_entities()
     return await _view(ctx, org)
 
 
@@ -205,7 +201,7 @@ async def update_org(ctx: Ctx, body: UpdateOrgRequest) -> OrgView:
     updated = await ctx.store.update(Organization, org.organization_id, changes, audit=audit)
     if updated is None:
         raise hidden("organization", org.organization_id)
-    await _changed(ctx)
+    ctx.invalidate_entities()
     return await _view(ctx, updated)
 
 
@@ -229,7 +225,7 @@ async def delete_orgs(ctx: Ctx, body: OrgIdsRequest) -> OrgDeleteResponse:
             found.append(org)
     deleted = [org.organization_id for org in found if await _delete_org(ctx, org)]
     if deleted:
-        await _changed(ctx)
+        ctx.invalidate_entities()
     return OrgDeleteResponse(deleted_organizations=deleted)
 
 
@@ -308,7 +304,7 @@ async def add_members(ctx: Ctx, body: OrgMemberAddRequest) -> OrgMemberAddRespon
         user = await ensure_user(ctx, member.user_id, member.user_email, org.organization_id)
         added.append(await _add_member(ctx, org.organization_id, user.user_id, member.role))
         users.append(user)
-    await _changed(ctx)
+    ctx.invalidate_entities()
     return OrgMemberAddResponse(
         organization_id=org.organization_id,
         updated_users=users,
@@ -342,16 +338,6 @@ async def _add_member(ctx: Ctx, org_id: str, user_id: str, role: OrgRole) -> Org
     return membership
 
 
-async def _member_of(ctx: Ctx, org_id: str, user_id: str | None, email: str | None) -> str:
-    user = await find_user(ctx, user_id, email)
-    found = user is not None and await ctx.store.list_members(
-        OrgMembership, group_id=org_id, user_id=user.user_id
-    )
-    if user is None or not found:
-        raise hidden("organization member", user_id or email or "")
-    return user.user_id
-
-
 @endpoint(
     "POST",
     "/organization/member_update",
@@ -366,14 +352,16 @@ async def update_member(ctx: Ctx, body: OrgMemberUpdateRequest) -> OrgMembership
     require_who(body.user_id, body.user_email)
     org = await visible_org(ctx, body.organization_id)
     _require_manages(ctx, org.organization_id)
-    user_id = await _member_of(ctx, org.organization_id, body.user_id, body.user_email)
+    user_id = await member_id(
+        ctx, OrgMembership, org.organization_id, body.user_id, body.user_email
+    )
     audit = ctx.audit("member_update", "organization", org.organization_id)
     updated = await ctx.store.update_member(
         OrgMembership, org.organization_id, user_id, {"user_role": body.role}, audit=audit
     )
     if updated is None:
         raise hidden("organization member", user_id)
-    await _changed(ctx)
+    ctx.invalidate_entities()
     return updated
 
 
@@ -393,7 +381,7 @@ async def delete_member(ctx: Ctx, body: OrgMemberDeleteRequest) -> OrgView:
     _require_manages(ctx, org.organization_id)
     user = await find_user(ctx, body.user_id, body.user_email)
     if user is not None and await _remove_member(ctx, org.organization_id, user.user_id):
-        await _changed(ctx)
+        ctx.invalidate_entities()
     return await _view(ctx, org)
 
 

@@ -54,9 +54,9 @@ from llmux.manage.teams_wire import (
     UpdateTeamRequest,
 )
 from llmux.store.base import AlreadyExists
-from llmux.store.records import Key, Team, TeamMembership, User
+from llmux.store.records import Key, Membership, Team, TeamMembership, User
 
-__all__ = ["ensure_user", "find_user", "require_who"]
+__all__ = ["ensure_user", "find_user", "member_id", "require_who"]
 
 _TEAM_ADMIN_FIELDS: Final = frozenset({"team_alias", "metadata", "tags"})
 """Fields a team's own admins may change; the rest (limits, budgets, models, organization)
@@ -386,13 +386,17 @@ async def _add_members(
     return users, added
 
 
-async def _member_of(ctx: Ctx, team: Team, user_id: str | None, email: str | None) -> str:
+async def member_id(
+    ctx: Ctx, kind: type[Membership], group_id: str, user_id: str | None, email: str | None
+) -> str:
+    """The id of the user (by id or email) who is a member of group `group_id`; 404 if none."""
     user = await find_user(ctx, user_id, email)
     found = user is not None and await ctx.store.list_members(
-        TeamMembership, group_id=team.team_id, user_id=user.user_id
+        kind, group_id=group_id, user_id=user.user_id
     )
     if user is None or not found:
-        raise hidden("team member", user_id or email or "")
+        what = "team member" if kind is TeamMembership else "organization member"
+        raise hidden(what, user_id or email or "")
     return user.user_id
 
 
@@ -410,7 +414,7 @@ async def update_member(ctx: Ctx, body: MemberUpdateRequest) -> TeamMembership:
     require_who(body.user_id, body.user_email)
     team = await visible_team(ctx, body.team_id)
     _require_manages(ctx.actor, team)
-    user_id = await _member_of(ctx, team, body.user_id, body.user_email)
+    user_id = await member_id(ctx, TeamMembership, team.team_id, body.user_id, body.user_email)
     changes = given(body, leave=("team_id", "user_id", "user_email"))
     audit = ctx.audit("member_update", "team", team.team_id)
     updated = await ctx.store.update_member(

@@ -14,7 +14,6 @@ from datetime import datetime
 from typing import Any, Final
 
 import msgspec
-from msgspec import UnsetType
 
 from llmux.errors import Conflict, InvalidRequest, UnprocessableEntity
 from llmux.governance.durations import expires_at
@@ -30,13 +29,12 @@ from llmux.manage.access import (
 )
 from llmux.manage.actor import Actor
 from llmux.manage.keys_common import (
-    budget_reset_at,
     check_alias,
-    check_model_budget,
     collect,
     issue_key,
     page_count,
     parse_field_duration,
+    settings_changes,
 )
 from llmux.manage.keys_wire import GeneratedKey
 from llmux.manage.lookups import visible_org, visible_team
@@ -309,17 +307,7 @@ _DIRECT: Final = (
 
 def _changes(ctx: Ctx, settings: UserSettings) -> dict[str, Any]:
     """The `User` fields the request sets, the budget period turned into its end."""
-    changes = {
-        name: value
-        for name in _DIRECT
-        if not isinstance(value := getattr(settings, name), UnsetType)
-    }
-    if not isinstance(settings.budget_duration, UnsetType):
-        changes["budget_duration"] = settings.budget_duration
-        changes["budget_reset_at"] = budget_reset_at(ctx, settings.budget_duration, utcnow())
-    for model, budget in changes.get("model_max_budget", {}).items():
-        check_model_budget(model, budget)
-    return changes
+    return settings_changes(ctx, settings, _DIRECT, utcnow())
 
 
 async def _join(ctx: Ctx, user_id: str, team: UserTeam) -> None:
